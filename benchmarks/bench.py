@@ -1,0 +1,146 @@
+"""hinn benchmarks (DESIGN §8): every backend, the same inputs, one run; prints a markdown table and
+writes JSON.
+
+    python benchmarks/bench.py                 # poster and two-body sizes, float32/float64, 1 and 2 threads
+    python benchmarks/bench.py --quick         # poster size, float32, 1 thread
+    python benchmarks/bench.py --json out.json
+
+Times are medians of repeated calls after a warm-up, through the public API (``net.grad``,
+``hinn.step``/``hinn.rollout`` + MSE + ``backward``). ``x hq`` is hessQuik's time over this backend's.
+GFLOP/s uses the counted FLOP model of ``flops()`` (matrix–vector work at 2 flops per multiply–add,
+each activation with its two derivatives counted as 20 flops).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import date
+
+import torch
+
+import hinn
+from hinn.backends import fused_available
+
+ACT_FLOPS = 20
+EVALS = {"euler": (1, 0, 1), "symplectic_euler": (2, 1, 2), "leapfrog": (3, 2, 3), "rk4": (4, 3, 4)}
+
+
+def flops(kind: str, d: int, w: int, L: int, time_dep: bool, scheme: str, steps: int = 1) -> float:
+    """Counted FLOPs per sample: G for (H, ∇H), J for one vector–Jacobian product of ∇H."""
+    n_in = 2 * d + int(time_dep)
+    G = (L + 1) * w * ACT_FLOPS + 4 * L * w * w + 4 * n_in * w + 6 * L * w
+    J = (L + 1) * w * ACT_FLOPS + 12 * L * w * w + 12 * n_in * w + 14 * L * w
+    fwd, recompute, vjps = EVALS[scheme]
+    if kind == "grad":
+        return G
+    return steps * (fwd * G + recompute * G + vjps * J)  # forward + backward sweep
+
+
+def _time(fn, budget: float = 0.4, min_reps: int = 3) -> float:
+    fn()  # warm-up (the first custom-op call pays one-off set-up costs)
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < 200):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def run_case(d, w, L, N, dtype, threads, backends, scheme="symplectic_euler", steps=10, device="cpu"):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = hinn.HamiltonianNet(d, width=w, depth=L, dtype=dtype, device=device)
+    kw = dict(dtype=dtype, device=device)
+    t = torch.rand(N, **kw)
+    p, q = torch.randn(N, d, **kw), torch.randn(N, d, **kw)
+    tp, tq = torch.randn(N, d, **kw), torch.randn(N, d, **kw)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    rows = []
+    for be in backends:
+        net.backend = be
+
+        def grad():
+            with torch.no_grad():
+                net.grad(t, p, q)
+            sync()
+
+        def train_step():
+            p1, q1 = hinn.step(net, t, p, q, 0.1, scheme)
+            loss = ((p1 - tp) ** 2).mean() + ((q1 - tq) ** 2).mean()
+            net.theta.grad = None
+            loss.backward()
+            sync()
+
+        def rollout_step():
+            P, Q = hinn.rollout(net, t, p, q, 0.1, steps, scheme)
+            loss = ((P - tp) ** 2).mean() + ((Q - tq) ** 2).mean()
+            net.theta.grad = None
+            loss.backward()
+            sync()
+
+        slow = be != "fused" and N * steps > 100_000
+        r = {"backend": be, "d": d, "w": w, "L": L, "N": N, "dtype": str(dtype).replace("torch.", ""),
+             "threads": threads, "device": device, "scheme": scheme}
+        r["grad_ms"] = _time(grad) * 1e3
+        r["train_ms"] = _time(train_step) * 1e3
+        r["rollout_ms"] = _time(rollout_step, budget=0.2 if slow else 0.4, min_reps=2 if slow else 3) * 1e3
+        for key, kind, st in (("grad", "grad", 1), ("train", "step", 1), ("rollout", "step", steps)):
+            r[f"{key}_gflops"] = N * flops(kind, d, w, L, True, scheme, st) / (r[f"{key}_ms"] * 1e-3) / 1e9
+        rows.append(r)
+    ref = next((r for r in rows if r["backend"] == "hessquik"), None)
+    for r in rows:
+        for key in ("grad", "train", "rollout"):
+            r[f"{key}_x_hq"] = ref[f"{key}_ms"] / r[f"{key}_ms"] if ref else float("nan")
+    return rows
+
+
+def table(rows) -> str:
+    head = ("| size | dtype | thr | backend | ∇H ms | x hq | train step ms | x hq | 10-step rollout ms | x hq "
+            "| GFLOP/s (train) |")
+    out = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
+    for r in rows:
+        size = f"d={r['d']} w={r['w']} L={r['L']} N={r['N']}"
+        out.append(
+            f"| {size} | {r['dtype']} | {r['threads']} | {r['backend']} | {r['grad_ms']:.3f} | {r['grad_x_hq']:.1f} "
+            f"| {r['train_ms']:.3f} | {r['train_x_hq']:.1f} | {r['rollout_ms']:.2f} | {r['rollout_x_hq']:.1f} "
+            f"| {r['train_gflops']:.1f} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="poster size, float32, 1 thread only")
+    ap.add_argument("--json", default="benchmarks/results.json")
+    ap.add_argument("--device", default="cpu")
+    args = ap.parse_args(argv)
+    backends = ["hessquik", "autograd"] + (["fused"] if fused_available() else [])
+    sizes = [(1, 3, 20, 2000)] if args.quick else [(1, 3, 20, 2000), (1, 3, 20, 20000), (4, 3, 20, 2000)]
+    dtypes = [torch.float32] if args.quick else [torch.float32, torch.float64]
+    threads = [1] if args.quick else [1, 2]
+    rows = []
+    for d, w, L, N in sizes:
+        for dtype in dtypes:
+            for thr in threads:
+                if not args.quick and N > 2000 and (dtype == torch.float64 or thr == 2):
+                    continue  # keep the full run within a few minutes on 2 cores
+                rows += run_case(d, w, L, N, dtype, thr, backends, device=args.device)
+                print("\n".join(table(rows[-len(backends):]).splitlines()[2:]), flush=True)
+    meta = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "hinn": hinn.__version__, "cpu_count": torch.get_num_threads()}
+    print()
+    print(f"hinn benchmarks, {meta['date']}, torch {meta['torch']}, device {args.device}")
+    print(table(rows))
+    with open(args.json, "w") as f:
+        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+    print(f"\nwrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

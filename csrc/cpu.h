@@ -1,0 +1,38 @@
+// The narrow, torch-free interface between the binding and the drivers.
+#pragma once
+#include <cstdint>
+
+#include "hinn/network.h"
+
+namespace hinn {
+
+enum DType : int { kFloat32 = 0, kFloat64 = 1 };
+enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd };
+
+// One call's arguments. Pointers are raw device or host addresses of contiguous tensors owned by Python.
+//   GradFwd:    (t, p, q) -> out0 = H (N), out1 = ∂pH (N,d), out2 = ∂qH (N,d)
+//   GradBwd:    + in_b0 = H̄, in_b1 = ∂pH̄, in_b2 = ∂qH̄ -> out0 = t̄, out1 = p̄, out2 = q̄, thb = θ̄
+//   RolloutFwd: (t, p, q), steps -> out1, out2: final state, or the trajectory (steps+1, N, d)
+//   RolloutBwd: p, q: the stored inputs (trajectory, or the single step's input); in_b1, in_b2: cotangents
+//               of the trajectory (or of the step's output) -> out1 = p̄_0, out2 = q̄_0, thb = θ̄
+struct CallArgs {
+  int dtype = kFloat32;
+  int nthreads = 1;
+  long N = 0;
+  int scheme = 0;
+  double h = 0;
+  long steps = 1;
+  bool trajectory = false;
+  std::uintptr_t theta = 0, t = 0, p = 0, q = 0;
+  std::uintptr_t in_b0 = 0, in_b1 = 0, in_b2 = 0;
+  std::uintptr_t out0 = 0, out1 = 0, out2 = 0, thb = 0;
+  std::uintptr_t stream = 0;  // CUDA stream (cudaStream_t), 0 = default
+  int deterministic = 0;
+};
+
+void cpu_call(Op op, const NetDesc& nd, const CallArgs& a);
+#ifdef HINN_WITH_CUDA
+void cuda_call(Op op, const NetDesc& nd, const CallArgs& a);
+#endif
+
+}  // namespace hinn

@@ -1,0 +1,106 @@
+// Smooth activations and their first two derivatives, for scalars and SIMD lane packs.
+#pragma once
+#include <type_traits>
+
+#include "lanes.h"
+
+namespace hinn {
+
+enum Activation : int { kTanh = 0, kSoftplus = 1 };
+
+// Scalar kernels. Softplus follows torch.nn.functional.softplus (beta = 1, threshold = 20): the identity
+// above the threshold, so that every backend computes the same function and the same derivatives.
+template <class S>
+HINN_HD void act_scalar(int act, S z, S& s, S& d1, S& d2) {
+#if !defined(__CUDA_ARCH__)
+  using std::exp;
+  using std::log1p;
+  using std::tanh;
+#endif
+  if (act == kTanh) {
+    s = tanh(z);
+    d1 = S(1) - s * s;
+    d2 = S(-2) * s * d1;
+  } else if (z > S(20)) {
+    s = z;
+    d1 = S(1);
+    d2 = S(0);
+  } else {
+    s = log1p(exp(z));
+    d1 = S(1) / (S(1) + exp(-z));
+    d2 = d1 * (S(1) - d1);
+  }
+}
+
+#if !defined(__CUDACC__)
+constexpr double inv_factorial(int k) { return k <= 1 ? 1.0 : inv_factorial(k - 1) / k; }
+
+// expm1 for packs, y <= 0 (all tanh needs), accurate to a few ulp in float and double:
+// y = n ln2 + r with |r| <= ln2/2 (Cody–Waite split of ln2), expm1(r) by its Taylor polynomial
+// (degree 14 in double, 8 in float: truncation below half an ulp), then
+// expm1(y) = 2^n expm1(r) + (2^n − 1), both terms exact or nearly so.
+template <class V>
+HINN_HD V expm1_nonpositive(V y) {
+  using S = scalar_t<V>;
+  constexpr bool dbl = sizeof(S) == 8;
+  constexpr int deg = dbl ? 14 : 8;
+  const S log2e = S(1.4426950408889634074);
+  const S ln2_hi = dbl ? S(0.693147180369123816490) : S(0.693359375);
+  const S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
+  const S magic = dbl ? S(6755399441055744.0) : S(12582912.0f);  // 1.5 * 2^(mantissa bits)
+  y = y < S(-60) ? splat<V>(S(-60)) : y;
+  V n = (y * log2e + magic) - magic;  // round to nearest
+  V r = (y - n * ln2_hi) - n * ln2_lo;
+  // Horner on r: 1/1! + r (1/2! + r (...)); 1/k! are exact-enough compile-time constants
+  V poly = splat<V>(S(inv_factorial(deg)));
+  for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(inv_factorial(k));
+  const V em_r = poly * r;
+  // 2^n from the exponent bits
+  using I = typename std::conditional<dbl, long long, int>::type;
+  typedef I IV __attribute__((vector_size(sizeof(V))));
+  const IV ni = __builtin_convertvector(n, IV);
+  const IV bits = (ni + (dbl ? 1023 : 127)) << (dbl ? 52 : 23);
+  const V two_n = (V)bits;
+  return two_n * em_r + (two_n - S(1));
+}
+
+template <class V>
+HINN_HD V tanh_pack(V z) {
+  using S = scalar_t<V>;
+  const V a = z < S(0) ? -z : z;
+  const V e = expm1_nonpositive(S(-2) * a);  // tanh|z| = −expm1(−2|z|) / (2 + expm1(−2|z|))
+  const V t = -e / (S(2) + e);
+  return z < S(0) ? -t : t;
+}
+
+template <class V>
+HINN_HD void act_pack(int act, V z, V& s, V& d1, V& d2) {
+  using S = scalar_t<V>;
+  if (act == kTanh) {
+    s = tanh_pack(z);
+    d1 = S(1) - s * s;
+    d2 = S(-2) * s * d1;
+    return;
+  }
+  for (int i = 0; i < lanes<V>::n; ++i) {
+    S a, b, c;
+    act_scalar<S>(act, z[i], a, b, c);
+    s[i] = a;
+    d1[i] = b;
+    d2[i] = c;
+  }
+}
+#endif
+
+template <class V>
+HINN_HD void activate(int act, V z, V& s, V& d1, V& d2) {
+  if constexpr (lanes<V>::n == 1) {
+    act_scalar<V>(act, z, s, d1, d2);
+  } else {
+#if !defined(__CUDACC__)
+    act_pack<V>(act, z, s, d1, d2);
+#endif
+  }
+}
+
+}  // namespace hinn

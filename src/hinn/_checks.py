@@ -1,0 +1,84 @@
+"""Input validation for the public entry points (done once, at the boundary)."""
+
+from __future__ import annotations
+
+from typing import Union
+
+import torch
+
+Time = Union[float, int, torch.Tensor]
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def _is_compiling() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return bool(compiler is not None and compiler.is_compiling())
+
+
+def check_finite(**tensors: torch.Tensor) -> None:
+    """Raise ``ValueError`` naming the first tensor that holds NaN or infinity."""
+    if _is_compiling():  # data-dependent checks cannot be traced; the eager path checks the same inputs
+        return
+    for name, x in tensors.items():
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def check_state(
+    t: Time, p: torch.Tensor, q: torch.Tensor, dim: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Validate a batch of states for a network of phase-space half-dimension ``dim``.
+
+    Returns ``t`` as a tensor of shape (N,) with the dtype and device of ``p``.
+    """
+    for name, x in (("p", p), ("q", q)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 2:
+            raise ValueError(f"{name} must have shape (N, d), got {tuple(x.shape)}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{name} has dtype {x.dtype}; expected torch.float32 or torch.float64")
+    if p.shape != q.shape:
+        raise ValueError(f"p has shape {tuple(p.shape)} but q has {tuple(q.shape)}")
+    if p.shape[1] != dim:
+        raise ValueError(f"p and q have d = {p.shape[1]} but the network was built for dim = {dim}")
+    if p.dtype != q.dtype:
+        raise TypeError(f"p has dtype {p.dtype} but q has {q.dtype}")
+    if p.device != q.device:
+        raise ValueError(f"p is on {p.device} but q is on {q.device}")
+    if p.dtype != dtype:
+        raise TypeError(f"the state has dtype {p.dtype} but the network's parameters have {dtype}")
+    if p.device != device:
+        raise ValueError(f"the state is on {p.device} but the network's parameters are on {device}")
+    n = p.shape[0]
+    if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
+        raise TypeError(f"t must be a float or a tensor of shape (N,), got {type(t).__name__}")
+    if isinstance(t, torch.Tensor):
+        if t.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"t has dtype {t.dtype}; expected a floating dtype")
+        if t.device != p.device:
+            raise ValueError(f"t is on {t.device} but p is on {p.device}")
+        if t.dim() == 0:
+            t = t.to(p.dtype).expand(n)
+        elif t.dim() == 1 and t.shape[0] == n:
+            t = t.to(p.dtype)
+        else:
+            raise ValueError(f"t must be a scalar or have shape ({n},), got {tuple(t.shape)}")
+    else:
+        t = torch.full((n,), float(t), dtype=p.dtype, device=p.device)
+    check_finite(t=t, p=p, q=q)
+    return t
+
+
+def check_step_size(h: float) -> float:
+    if isinstance(h, torch.Tensor):
+        if h.numel() != 1:
+            raise ValueError(f"h must be a scalar, got a tensor of shape {tuple(h.shape)}")
+        h = float(h)
+    if isinstance(h, bool) or not isinstance(h, (int, float)):
+        raise TypeError(f"h must be a float, got {type(h).__name__}")
+    h = float(h)
+    if not (h == h and abs(h) != float("inf")):
+        raise ValueError(f"h must be finite, got {h}")
+    return h

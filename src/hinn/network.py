@@ -1,0 +1,195 @@
+"""HamiltonianNet: the hessQuik-style ResNet Hamiltonian H_θ(t, p, q)."""
+
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from . import backends
+from ._checks import Time, check_state
+
+ACTIVATIONS = ("tanh", "softplus")
+
+
+class HamiltonianNet(nn.Module):
+    r"""A scalar Hamiltonian :math:`H_\theta(t, p, q)` given by a ResNet (hessQuik's composition).
+
+    With input :math:`x = [t, p, q] \in \mathbb{R}^{1+2d}` (``time_dependent=True``) or
+    :math:`x = [p, q]`:
+
+    .. math::
+
+        u_0 = \sigma(x K_0 + b_0), \quad
+        u_l = u_{l-1} + h_r\,\sigma(u_{l-1} K_l + b_l)\ (l = 1..L), \quad
+        H = u_L K_{out} + b_{out}
+
+    with :math:`K_0: (n_{in}, w)`, :math:`K_l: (w, w)`, :math:`K_{out}: (w, 1)` stored (in, out) as in
+    hessQuik. All parameters live in one flat tensor ``theta`` in hessQuik's order
+    (K_0, b_0, K_1, b_1, ..., K_out, b_out); :meth:`layers` returns views of it.
+
+    Args:
+        dim: d, the dimension of p and of q.
+        width: w, the width of every hidden layer.
+        depth: L, the number of residual layers (0 allowed).
+        time_dependent: whether t is an input of the network.
+        activation: ``"tanh"`` or ``"softplus"`` (smooth: second derivatives are used).
+        resnet_step: h_r; default ``1 / depth`` (the ResNet read as a unit-time ODE; 1 when depth is 0).
+        dtype, device: of the parameters; states passed in must match.
+        backend: ``"fused"``, ``"autograd"``, ``"hessquik"``, or None to follow :func:`hinn.set_backend`.
+
+    Initialisation: every entry of K and b is drawn from U(−1/√n, 1/√n), n the layer's input size.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        width: int = 3,
+        depth: int = 20,
+        time_dependent: bool = True,
+        activation: str = "tanh",
+        resnet_step: Optional[float] = None,
+        dtype: Optional[torch.dtype] = None,
+        device: Optional[torch.device] = None,
+        backend: Optional[str] = None,
+    ) -> None:
+        super().__init__()
+        for name, val, low in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 0)):
+            if isinstance(val, bool) or not isinstance(val, int) or val < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {val!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; valid activations are {', '.join(ACTIVATIONS)}")
+        if backend is not None:
+            backends.check_backend_name(backend)
+        if resnet_step is None:
+            resnet_step = 1.0 / depth if depth > 0 else 1.0
+        resnet_step = float(resnet_step)
+        if not math.isfinite(resnet_step):
+            raise ValueError(f"resnet_step must be finite, got {resnet_step}")
+        dtype = dtype or torch.get_default_dtype()
+        if dtype not in (torch.float32, torch.float64):
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        self.dim = dim
+        self.width = width
+        self.depth = depth
+        self.time_dependent = bool(time_dependent)
+        self.activation = activation
+        self.resnet_step = resnet_step
+        self.backend = backend
+        self.theta = nn.Parameter(torch.empty(self.n_params, dtype=dtype, device=device))
+        self.reset_parameters()
+
+    # ---------------------------------------------------------------- structure
+    @property
+    def n_in(self) -> int:
+        return 2 * self.dim + int(self.time_dependent)
+
+    def layer_shapes(self) -> List[Tuple[Tuple[int, int], Tuple[int]]]:
+        """Shapes of (K, b) for the opening layer, each residual layer and the readout."""
+        w = self.width
+        return [((self.n_in, w), (w,))] + [((w, w), (w,))] * self.depth + [((w, 1), (1,))]
+
+    @property
+    def n_params(self) -> int:
+        return sum(a * b + c for (a, b), (c,) in self.layer_shapes())
+
+    def layers(self) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+        """Views (K, b) into ``theta``: opening layer, residual layers 1..L, readout."""
+        out, off = [], 0
+        for (r, c), (nb,) in self.layer_shapes():
+            K = self.theta[off : off + r * c].view(r, c)
+            off += r * c
+            b = self.theta[off : off + nb]
+            off += nb
+            out.append((K, b))
+        return out
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            for K, b in self.layers():
+                bound = 1.0 / math.sqrt(K.shape[0])
+                K.uniform_(-bound, bound)
+                b.uniform_(-bound, bound)
+
+    def extra_repr(self) -> str:
+        return (
+            f"dim={self.dim}, width={self.width}, depth={self.depth}, time_dependent={self.time_dependent}, "
+            f"activation={self.activation!r}, resnet_step={self.resnet_step:g}, backend={self.backend!r}"
+        )
+
+    # ---------------------------------------------------------------- evaluation
+    def backend_name(self) -> str:
+        """The backend this network uses now (its own, else the global choice)."""
+        return backends.get_backend(self.backend)
+
+    def _check(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        return check_state(t, p, q, self.dim, self.theta.dtype, self.theta.device)
+
+    def forward(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        """H_θ(t, p, q). t: float or (N,); p, q: (N, d). Returns (N,)."""
+        t = self._check(t, p, q)
+        return backends.module(self.backend_name()).hamiltonian(self, t, p, q)
+
+    def grad(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(∂H/∂p, ∂H/∂q), each (N, d), differentiable with respect to p, q, t and ``theta``."""
+        t = self._check(t, p, q)
+        _, gp, gq = backends.module(self.backend_name()).grad(self, t, p, q)
+        return gp, gq
+
+    def value_and_grad(
+        self, t: Time, p: torch.Tensor, q: torch.Tensor
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(H, ∂H/∂p, ∂H/∂q) in one pass: shapes (N,), (N, d), (N, d)."""
+        t = self._check(t, p, q)
+        return backends.module(self.backend_name()).grad(self, t, p, q)
+
+    # ---------------------------------------------------------------- hessQuik conversion
+    def to_hessquik(self):
+        """A hessQuik ``NN`` with a copy of these weights (same dtype and device)."""
+        from .backends.hessquik import build_network
+
+        net = build_network(self.n_in, self.width, self.depth, self.activation, self.resnet_step)
+        net = net.to(dtype=self.theta.dtype, device=self.theta.device)
+        with torch.no_grad():
+            off = 0
+            for prm in net.parameters():
+                n = prm.numel()
+                prm.copy_(self.theta[off : off + n].view_as(prm))
+                off += n
+        return net
+
+    @classmethod
+    def from_hessquik(
+        cls, hq_net, dim: int, time_dependent: bool = True, backend: Optional[str] = None
+    ) -> "HamiltonianNet":
+        """Build a HamiltonianNet from a hessQuik ``NN(singleLayer, resnetNN, singleLayer)``.
+
+        Width, depth, activation and residual step are read from the hessQuik layers.
+        """
+        from .backends.hessquik import describe_network
+
+        desc = describe_network(hq_net)
+        n_in = 2 * dim + int(time_dependent)
+        if desc["n_in"] != n_in:
+            raise ValueError(
+                f"the hessQuik network takes {desc['n_in']} inputs, but dim={dim}, "
+                f"time_dependent={time_dependent} needs {n_in}"
+            )
+        first = next(hq_net.parameters())
+        net = cls(
+            dim,
+            width=desc["width"],
+            depth=desc["depth"],
+            time_dependent=time_dependent,
+            activation=desc["activation"],
+            resnet_step=desc["resnet_step"],
+            dtype=first.dtype,
+            device=first.device,
+            backend=backend,
+        )
+        flat = torch.cat([prm.detach().reshape(-1) for prm in hq_net.parameters()])
+        with torch.no_grad():
+            net.theta.copy_(flat)
+        return net

@@ -1,0 +1,41 @@
+"""Shared test settings: dtypes, devices, tolerances, helpers. The global default dtype is never changed."""
+
+import pytest
+import torch
+
+import hinn
+from hinn.backends import fused_available
+
+DTYPES = (torch.float32, torch.float64)
+DEVICES = ("cpu",) + (("cuda",) if torch.cuda.is_available() else ())
+# relative tolerances against the float64 hessQuik oracle (DESIGN §7)
+RTOL = {torch.float64: 1e-12, torch.float32: 1e-5}
+BACKENDS = ("autograd", "fused") if fused_available() else ("autograd",)
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Norm-wise relative error of a against the reference b."""
+    a, b = a.detach().to(torch.float64).cpu(), b.detach().to(torch.float64).cpu()
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+def random_net(dim, width, depth, time_dependent, activation, seed, dtype=torch.float64, device="cpu",
+               scale=1.0):
+    torch.manual_seed(seed)
+    net = hinn.HamiltonianNet(dim, width=width, depth=depth, time_dependent=time_dependent,
+                              activation=activation, dtype=dtype, device=device,
+                              resnet_step=0.3 if depth else None)
+    with torch.no_grad():
+        net.theta.mul_(scale)
+    return net
+
+
+def random_state(n, dim, seed, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    t = torch.rand(n, generator=g, dtype=torch.float64) * 2
+    p = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    q = torch.randn(n, dim, generator=g, dtype=torch.float64)
+    return (t.to(dtype=dtype, device=device), p.to(dtype=dtype, device=device), q.to(dtype=dtype, device=device))
+
+
+requires_fused = pytest.mark.skipif(not fused_available(), reason="hinn._core is not built")

@@ -1,0 +1,127 @@
+"""The fused custom ops: torch.library contracts, gradcheck, torch.compile, rollout = looped steps,
+thread-count independence."""
+
+import pytest
+import torch
+
+import hinn
+from conftest import random_net, random_state, rel_err, requires_fused
+from hinn.backends import fused
+
+pytestmark = requires_fused
+
+
+def _args(dtype=torch.float64, n=11, cfg=(2, 4, 3, True, "tanh")):
+    net = random_net(*cfg, 0, dtype=dtype)
+    t, p, q = random_state(n, cfg[0], 1, dtype=dtype)
+    return net, t, p, q, fused._spec(net), net.resnet_step
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_opcheck_every_op(dtype):
+    net, t, p, q, spec, hr = _args(dtype)
+    th = net.theta.detach().clone().requires_grad_()
+    pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
+    P, Q = fused.rollout_op(th.detach(), t, p, q, spec, hr, 0.1, 2, 3)
+    cases = [
+        (fused.grad_op, (th, t, pr, qr, spec, hr)),
+        (fused.step_op, (th, t, pr, qr, spec, hr, 0.1, 2)),
+        (fused.rollout_op, (th, t, pr, qr, spec, hr, 0.1, 3, 4)),
+        (fused.grad_backward_op, (th.detach(), t, p, q, t, p, q, spec, hr)),
+        (fused.step_backward_op, (th.detach(), t, p, q, p, q, spec, hr, 0.1, 1)),
+        (fused.rollout_backward_op, (th.detach(), t, P, Q, P, Q, spec, hr, 0.1, 2, 3)),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
+def test_gradcheck_step_and_rollout(scheme):
+    net, t, p, q, spec, hr = _args(n=3, cfg=(1, 3, 2, True, "softplus"))
+    code = hinn.get_scheme(scheme).code
+    th = net.theta.detach().clone().requires_grad_()
+    pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b, c: fused.step_op(a, t, b, c, spec, hr, 0.1, code), (th, pr, qr))
+    assert torch.autograd.gradcheck(lambda a, b, c: fused.rollout_op(a, t, b, c, spec, hr, 0.1, code, 3),
+                                    (th, pr, qr))
+
+
+def test_gradcheck_grad():
+    net, t, p, q, spec, hr = _args(n=3)
+    th = net.theta.detach().clone().requires_grad_()
+    tr, pr, qr = t.clone().requires_grad_(), p.clone().requires_grad_(), q.clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, s, b, c: fused.grad_op(a, s, b, c, spec, hr), (th, tr, pr, qr))
+
+
+def test_rollout_gradient_equals_looped_steps():
+    net, t, p, q, _, _ = _args(n=40)
+    net.backend = "fused"
+    pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
+    P, Q = hinn.rollout(net, t, pr, qr, 0.05, 6, "leapfrog")
+    g1 = torch.autograd.grad((P ** 2).sum() + Q.sum(), [pr, qr, net.theta])
+    pp, qq = pr, qr
+    Ps, Qs = [pp], [qq]
+    for k in range(6):
+        pp, qq = hinn.step(net, t + 0.05 * k, pp, qq, 0.05, "leapfrog")
+        Ps.append(pp)
+        Qs.append(qq)
+    P2, Q2 = torch.stack(Ps), torch.stack(Qs)
+    assert torch.equal(P, P2) and torch.equal(Q, Q2)  # same arithmetic, bit for bit
+    g2 = torch.autograd.grad((P2 ** 2).sum() + Q2.sum(), [pr, qr, net.theta])
+    for a, b in zip(g1, g2):
+        assert rel_err(a, b) < 1e-14
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_and_two_threads_agree(dtype):
+    net, t, p, q, _, _ = _args(dtype, n=1000)
+    net.backend = "fused"
+    old = torch.get_num_threads()
+    out = []
+    try:
+        for nt in (1, 2):
+            torch.set_num_threads(nt)
+            pr = p.clone().requires_grad_()
+            P, Q = hinn.rollout(net, t, pr, q, 0.1, 3, "rk4")
+            out.append((P, Q) + torch.autograd.grad((P ** 2).sum() + Q.sum(), [pr, net.theta]))
+    finally:
+        torch.set_num_threads(old)
+    for a, b in zip(*out):
+        assert rel_err(a, b) < (1e-6 if dtype == torch.float32 else 1e-14)
+    assert torch.equal(out[0][0], out[1][0])  # forward values do not depend on threading at all
+
+
+def test_torch_compile_training_step_matches_eager():
+    torch._dynamo.reset()
+    net, t, p, q, _, _ = _args(torch.float32, n=64)
+    net.backend = "fused"
+    target_p, target_q = p.roll(1, 0), q.roll(1, 0)
+
+    def loss_fn(p, q):
+        P, Q = hinn.rollout(net, t, p, q, 0.1, 4, "symplectic_euler")
+        return ((P[-1] - target_p) ** 2).mean() + ((Q[-1] - target_q) ** 2).mean()
+
+    results = []
+    for fn in (loss_fn, torch.compile(loss_fn, fullgraph=True)):  # AOTAutograd compiles the backward too
+        net.theta.grad = None
+        loss = fn(p, q)
+        loss.backward()
+        results.append((loss.detach(), net.theta.grad.clone()))
+    for a, b in zip(*results):
+        assert rel_err(a, b) < 1e-6
+
+
+def test_missing_core_error(monkeypatch):
+    monkeypatch.setattr(fused, "core", None)
+    monkeypatch.setattr(fused, "import_error", ImportError("simulated"))
+    net = hinn.HamiltonianNet(1, backend="fused")
+    with pytest.raises(RuntimeError, match="compiled core, which failed to import .*simulated"):
+        net.grad(0.0, torch.zeros(2, 1), torch.zeros(2, 1))
+
+
+def test_cuda_build_matches_visible_gpu():
+    # a GPU machine with a CPU-only core would silently fall back to slower backends: make it loud
+    if torch.cuda.is_available():
+        assert fused.core.has_cuda, "torch sees a GPU but hinn._core was built without CUDA (HINN_CUDA=ON)"
+    else:
+        assert isinstance(fused.core.has_cuda, bool)
