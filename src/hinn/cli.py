@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import sys
 import time
+from dataclasses import asdict
 from typing import List, Optional
 
 import torch
 
 from . import backends
 from .integrators import SCHEMES
+from .systems import SYSTEMS
+from .train import OPTIMIZERS, TrainConfig
 
 
 def _demo(args) -> int:
@@ -38,6 +43,82 @@ def _demo(args) -> int:
     return 0 if math.isfinite(loss.item()) else 1
 
 
+def _print_metrics(metrics: dict, run_dir: Optional[str]) -> None:
+    width = max(len(k) for k in metrics)
+    for k, v in metrics.items():
+        print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+    if run_dir:
+        print(f"run folder: {run_dir} (metrics.json, checkpoint.pt, figures)")
+
+
+def _config_from_args(args, base: TrainConfig) -> TrainConfig:
+    overrides = {}
+    if getattr(args, "config", None):
+        with open(args.config) as f:
+            overrides.update(json.load(f))
+    for key in ("epochs", "lr", "optimizer", "batch_size", "window", "scheme", "width", "depth", "activation",
+                "seed", "backend", "dtype", "noise", "steps", "h", "patience"):
+        val = getattr(args, key, None)
+        if val is not None:
+            overrides[key] = val
+    if getattr(args, "sizes", None):
+        overrides["sizes"] = tuple(args.sizes)
+    return TrainConfig.from_dict({**asdict(base), **overrides})
+
+
+def _train(args) -> int:
+    from .experiments import run
+
+    cfg = _config_from_args(args, TrainConfig(system=args.system))
+    out = args.out or os.path.join("runs", f"{cfg.system}-seed{cfg.seed}")
+    print(f"training on {cfg.system}: {cfg}")
+    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress), out)
+    return 0
+
+
+def _eval(args) -> int:
+    from .experiments import evaluate_dir
+
+    _print_metrics(evaluate_dir(args.run_dir), args.run_dir)
+    return 0
+
+
+def _reproduce(args) -> int:
+    from .experiments import poster_config, run
+
+    cfg = _config_from_args(args, poster_config(args.experiment))
+    out = args.out or os.path.join("runs", f"reproduce-{args.experiment}")
+    print(f"reproducing the poster's {args.experiment} experiment: {cfg}")
+    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress), out)
+    return 0
+
+
+def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> None:
+    g = p.add_argument_group("training options (override the defaults or the config file)")
+    if config_file:
+        g.add_argument("--config", help="JSON file with TrainConfig fields")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--optimizer", choices=list(OPTIMIZERS))
+    g.add_argument("--batch-size", dest="batch_size", type=int)
+    g.add_argument("--window", type=int, help="K: train on K-step rollout windows (1: one-step pairs)")
+    g.add_argument("--scheme", choices=list(SCHEMES))
+    g.add_argument("--width", type=int)
+    g.add_argument("--depth", type=int)
+    g.add_argument("--activation", choices=["tanh", "softplus"])
+    g.add_argument("--dtype", choices=["float32", "float64"])
+    g.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="samples per split")
+    g.add_argument("--steps", type=int, help="transitions per trajectory")
+    g.add_argument("--h", type=float, help="observation interval")
+    g.add_argument("--noise", type=float)
+    g.add_argument("--patience", type=int, help="early stopping: epochs without validation improvement")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--backend", choices=list(backends.BACKENDS))
+    p.add_argument("--out", help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hinn", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -47,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backend", choices=list(backends.BACKENDS), default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
+
+    tr = sub.add_parser("train", help="train a HINN on a system and evaluate it")
+    tr.add_argument("system", choices=list(SYSTEMS))
+    _add_train_options(tr)
+    tr.set_defaults(func=_train)
+
+    ev = sub.add_parser("eval", help="evaluate a run folder again (metrics and figures)")
+    ev.add_argument("run_dir")
+    ev.set_defaults(func=_eval)
+
+    rp = sub.add_parser("reproduce", help="the poster's experiments with its settings")
+    rp.add_argument("experiment", choices=["spring", "two-body"])
+    _add_train_options(rp, config_file=False)
+    rp.set_defaults(func=_reproduce)
     return parser
 
 

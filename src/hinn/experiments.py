@@ -1,0 +1,68 @@
+"""Runs as a user starts them: train, evaluate, write metrics and figures into a run folder; and the
+poster's settings for ``hinn reproduce``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import replace
+from typing import Dict, Optional
+
+from .data import POSTER_SIZES
+from .metrics import evaluate, learned_energy, predict
+from .plots import make_figures
+from .systems import get_system
+from .train import TrainConfig, TrainResult, load_run, train
+
+# The poster: ResNet depth 20, width 3, 1500 epochs, gradient descent with learning rate 1e-3, the
+# sizes of POSTER_SIZES. What it leaves open, chosen here: a sample is one observed transition, with
+# 100 transitions per trajectory at the system's default h (0.1); mini-batches of 100 samples (the
+# poster's "epochs" imply passes over the data); the symplectic Euler update.
+POSTER = {
+    name: TrainConfig(system=name, sizes=sizes, steps=100, width=3, depth=20, epochs=1500, optimizer="gd",
+                      lr=1e-3, batch_size=100, scheme="symplectic_euler")
+    for name, sizes in POSTER_SIZES.items()
+}
+
+
+def evaluate_run(result: TrainResult, cfg: TrainConfig, run_dir: Optional[str], figures: bool = True) -> Dict:
+    system = get_system(cfg.system)
+    test = result.data.test
+    metrics = evaluate(result.net, system, test, cfg.scheme)
+    if run_dir:
+        if figures:
+            P, Q = predict(result.net, test, cfg.scheme)
+            make_figures(run_dir, system, test, P, Q, system.energy(test.t, test.P, test.Q),
+                         system.energy(test.t, P, Q), learned_energy(result.net, test.t, test.P, test.Q),
+                         result.history)
+        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=1)
+    return metrics
+
+
+def run(cfg: TrainConfig, run_dir: Optional[str], resume: bool = False, progress: bool = True,
+        figures: bool = True) -> Dict:
+    """Train and evaluate; returns the metrics (plus wall time and backend)."""
+    start = time.perf_counter()
+    result = train(cfg, run_dir, resume=resume, progress=progress)
+    wall = time.perf_counter() - start
+    metrics = evaluate_run(result, cfg, run_dir, figures)
+    metrics.update({"train_seconds": wall, "backend": result.net.backend_name(),
+                    "epochs_run": len(result.history), "stopped_early": result.stopped_early})
+    if run_dir:
+        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+            json.dump(metrics, f, indent=1)
+    return metrics
+
+
+def evaluate_dir(run_dir: str, figures: bool = True) -> Dict:
+    with open(os.path.join(run_dir, "config.json")) as f:
+        cfg = TrainConfig.from_dict(json.load(f))
+    return evaluate_run(load_run(run_dir), cfg, run_dir, figures)
+
+
+def poster_config(name: str, **overrides) -> TrainConfig:
+    if name not in POSTER:
+        raise ValueError(f"the poster has no experiment {name!r}; valid ones are {', '.join(POSTER)}")
+    return replace(POSTER[name], **{k: v for k, v in overrides.items() if v is not None})
