@@ -63,6 +63,9 @@ PYBIND11_MODULE(_core, m) {
 #else
   m.attr("has_cuda") = false;
 #endif
+  m.def("cpu_isa", &hinn::cpu_isa, "The CPU kernels in use: 'avx512' or 'generic' (AVX2+FMA).");
+  m.def("set_cpu_isa", [](const std::string& n) { hinn::set_cpu_isa(n.c_str()); },
+        "Choose the CPU kernels ('avx512' or 'generic'); also settable with HINN_CPU_ISA.");
   m.attr("OP_GRAD_FWD") = static_cast<int>(hinn::Op::GradFwd);
   m.attr("OP_GRAD_BWD") = static_cast<int>(hinn::Op::GradBwd);
   m.attr("OP_ROLLOUT_FWD") = static_cast<int>(hinn::Op::RolloutFwd);

@@ -1,6 +1,17 @@
 // CPU drivers: samples are packed across SIMD lanes (lanes.h), blocks of samples are split statically
 // over OpenMP threads, and parameter cotangents are summed per thread in lane registers, then reduced in
 // a fixed order (so a given thread count is deterministic).
+// Each instruction-set build renames the namespace of everything it compiles, so that the linker never
+// merges an AVX-512 copy of an inline function into the generic path; the two meet only through their
+// extern "C" entry points.
+#ifndef HINN_CPU_ENTRY
+#define HINN_CPU_ENTRY hinn_cpu_call_generic
+#endif
+#ifndef HINN_CPU_NAMESPACE
+#define HINN_CPU_NAMESPACE hinn_generic
+#endif
+#define hinn HINN_CPU_NAMESPACE
+
 #include "cpu.h"
 
 #include <omp.h>
@@ -91,17 +102,18 @@ struct Kernels {
 
   static void grad_fwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
-    const int d = nd.d;
-    run_blocks<V>(nd, a.N, a.nthreads, 3L * nd.n_in() + nd.scratch_grad(), nullptr,
+    const int d = nd.d, n = nd.n_in(), o = nd.time;
+    run_blocks<V>(nd, a.N, a.nthreads, 2L * n + primal_size(nd) + work_size(nd), nullptr,
                   [&](long n0, int cnt, V* sc, AccLanes<V>&) {
                     V* x = sc;
-                    V* g = x + nd.n_in();
-                    V* net = g + nd.n_in();
-                    const int o = nd.time;
+                    V* g = x + n;
+                    V* P = g + n;
+                    V* work = P + primal_size(nd);
                     if (o) x[0] = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(x + o, (const S*)a.p, n0, cnt, d, false);
                     gather(x + o + d, (const S*)a.q, n0, cnt, d, false);
-                    V H = forward_grad<W>(nd, th, x, g, net);
+                    V H = primal<W, false>(nd, th, x, P);
+                    grad_from_primal<W>(nd, th, P, g, work);
                     scatter((S*)a.out0, &H, n0, cnt, 1);
                     scatter((S*)a.out1, g + o, n0, cnt, d);
                     scatter((S*)a.out2, g + o + d, n0, cnt, d);
@@ -111,12 +123,13 @@ struct Kernels {
   static void grad_bwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
     const int d = nd.d, n = nd.n_in(), o = nd.time;
-    run_blocks<V>(nd, a.N, a.nthreads, 4L * n + nd.scratch_vjp(), (S*)a.thb,
+    run_blocks<V>(nd, a.N, a.nthreads, 3L * n + primal_size(nd) + work_size(nd), (S*)a.thb,
                   [&](long n0, int cnt, V* sc, AccLanes<V>& acc) {
                     V* x = sc;
                     V* v = x + n;
                     V* xb = v + n;
-                    V* net = xb + 2 * n;
+                    V* P = xb + n;
+                    V* work = P + primal_size(nd);
                     if (o) {
                       x[0] = time_lanes<V>((const S*)a.t, n0, cnt);
                       v[0] = V{};
@@ -128,7 +141,8 @@ struct Kernels {
                     V cH;
                     gather(&cH, (const S*)a.in_b0, n0, cnt, 1, true);
                     for (int i = 0; i < n; ++i) xb[i] = V{};
-                    vjp<W>(nd, th, x, v, cH, xb, acc, net);
+                    primal<W>(nd, th, x, P);
+                    vjp_from_primal<W>(nd, th, P, v, cH, xb, acc, work);
                     if (o) scatter((S*)a.out0, xb, n0, cnt, 1);
                     scatter((S*)a.out1, xb + o, n0, cnt, d);
                     scatter((S*)a.out2, xb + o + d, n0, cnt, d);
@@ -218,13 +232,19 @@ void dispatch_width(Op op, const NetDesc& nd, const CallArgs& a) {
 
 }  // namespace
 
-void cpu_call(Op op, const NetDesc& nd, const CallArgs& a) {
+void cpu_call_impl(Op op, const NetDesc& nd, const CallArgs& a) {
   if (a.N == 0) {
     if (a.thb) std::memset((void*)a.thb, 0, nd.n_params() * (a.dtype == kFloat64 ? 8 : 4));
     return;
   }
-  if (a.dtype == kFloat64) dispatch_width<Kernels, d4v>(op, nd, a);
-  else dispatch_width<Kernels, f8v>(op, nd, a);
+  if (a.dtype == kFloat64) dispatch_width<Kernels, dvec>(op, nd, a);
+  else dispatch_width<Kernels, fvec>(op, nd, a);
 }
 
 }  // namespace hinn
+
+// Compiled once per instruction set (CMakeLists.txt); cpu_dispatch.cpp picks one at run time.
+extern "C" void HINN_CPU_ENTRY(int op, const void* nd, const void* a) {
+  hinn::cpu_call_impl(static_cast<hinn::Op>(op), *static_cast<const hinn::NetDesc*>(nd),
+                      *static_cast<const hinn::CallArgs*>(a));
+}

@@ -39,3 +39,35 @@ def random_state(n, dim, seed, dtype=torch.float64, device="cpu"):
 
 
 requires_fused = pytest.mark.skipif(not fused_available(), reason="hinn._core is not built")
+
+
+def cpu_isas():
+    """The CPU kernel builds this machine can run (the fused core picks the best by default)."""
+    if not fused_available():
+        return []
+    from hinn.backends.fused import core
+
+    out = ["generic"]
+    current = core.cpu_isa()
+    try:
+        core.set_cpu_isa("avx512")
+        out.append("avx512")
+    except ValueError:
+        pass
+    finally:
+        core.set_cpu_isa(current)
+    return out
+
+
+@pytest.fixture(params=cpu_isas() or [None])
+def cpu_isa(request):
+    """Run a test once per CPU kernel build (the generic AVX2 one and, where usable, AVX-512)."""
+    if request.param is None:
+        yield None
+        return
+    from hinn.backends.fused import core
+
+    old = core.cpu_isa()
+    core.set_cpu_isa(request.param)
+    yield request.param
+    core.set_cpu_isa(old)

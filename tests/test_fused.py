@@ -125,3 +125,24 @@ def test_cuda_build_matches_visible_gpu():
         assert fused.core.has_cuda, "torch sees a GPU but hinn._core was built without CUDA (HINN_CUDA=ON)"
     else:
         assert isinstance(fused.core.has_cuda, bool)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_activation_accuracy(activation, dtype, cpu_isa):
+    # H = σ(p) with σ' from ∂H/∂p: the vectorised activation against float64 PyTorch, to a few ulp
+    net = hinn.HamiltonianNet(1, width=1, depth=0, time_dependent=False, activation=activation, dtype=dtype,
+                              backend="fused")
+    with torch.no_grad():
+        net.theta.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0]))  # K0 = [[1], [0]], b0 = 0, k = 1, b = 0
+    z = torch.cat([torch.linspace(-30, 30, 4001), torch.logspace(-8, 0, 200), -torch.logspace(-8, 0, 200)])
+    p = z.to(dtype)[:, None]
+    H, gp, _ = net.value_and_grad(0.0, p, torch.zeros_like(p))
+    zz = p[:, 0].double()
+    ref = torch.tanh(zz) if activation == "tanh" else torch.nn.functional.softplus(zz)
+    # softplus is the identity above 20 (torch's threshold), so its derivative there is exactly 1
+    dref = 1 - torch.tanh(zz) ** 2 if activation == "tanh" else torch.where(zz > 20, 1.0, torch.sigmoid(zz))
+    eps = torch.finfo(dtype).eps
+    rel = ((H.double() - ref).abs() / ref.abs().clamp_min(1e-300)).max()
+    assert rel < 8 * eps, f"{activation} {dtype}: max relative error {rel:.2e}"
+    assert ((gp[:, 0].double() - dref).abs()).max() < 8 * eps

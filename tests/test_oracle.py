@@ -65,7 +65,7 @@ CASES = [(b, torch.float64) for b in BACKENDS] + [("fused", torch.float32)] * ("
 
 @pytest.mark.parametrize("backend,dtype", CASES)
 @pytest.mark.parametrize("cfg", GRID, ids=[str(c) for c in GRID])
-def test_value_and_grad(cfg, dtype, backend):
+def test_value_and_grad(cfg, dtype, backend, cpu_isa):
     ref_net = _oracle(cfg, 0)
     t, p, q = random_state(33, cfg[0], 1)
     with hinn.set_backend("hessquik"):
@@ -79,7 +79,7 @@ def test_value_and_grad(cfg, dtype, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
 @pytest.mark.parametrize("cfg", GRID[:5], ids=[str(c) for c in GRID[:5]])
-def test_step_and_rollout(cfg, scheme, backend):
+def test_step_and_rollout(cfg, scheme, backend, cpu_isa):
     ref_net = _oracle(cfg, 2)
     t, p, q = random_state(21, cfg[0], 3)
     with hinn.set_backend("hessquik"):
@@ -92,7 +92,7 @@ def test_step_and_rollout(cfg, scheme, backend):
 
 @pytest.mark.skipif("fused" not in BACKENDS, reason="hinn._core is not built")
 @pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
-def test_fused_float32_rollout(scheme):
+def test_fused_float32_rollout(scheme, cpu_isa):
     cfg = (2, 8, 6, True, "tanh")
     ref_net = _oracle(cfg, 4)
     t, p, q = random_state(50, 2, 5)

@@ -18,19 +18,26 @@ struct lanes {
 };
 
 #if !defined(__CUDACC__)
-// One 256-bit register of samples: 8 floats or 4 doubles. (64-byte GCC vectors, lowered to two AVX2
-// registers, ran 3.6-5x slower: GCC moves their halves through the stack.)
-typedef float f8v __attribute__((vector_size(32)));
-typedef double d4v __attribute__((vector_size(32)));
+// One vector register of samples: 512 bits (16 floats, 8 doubles) when compiled for AVX-512, else 256.
+// On Zen 4 a 512-bit operation runs as two 256-bit halves in flight, which hides the latency of the
+// narrow network's short dependency chains: 1.7-1.8x over 256-bit code (benchmarks/RESULTS.md).
+// (64-byte vectors without AVX-512 ran 3.6-5x slower: GCC moves their halves through the stack.)
+#if defined(__AVX512F__)
+#define HINN_VEC_BYTES 64
+#else
+#define HINN_VEC_BYTES 32
+#endif
+typedef float fvec __attribute__((vector_size(HINN_VEC_BYTES)));
+typedef double dvec __attribute__((vector_size(HINN_VEC_BYTES)));
 template <>
-struct lanes<f8v> {
+struct lanes<fvec> {
   using scalar = float;
-  static constexpr int n = 8;
+  static constexpr int n = HINN_VEC_BYTES / 4;
 };
 template <>
-struct lanes<d4v> {
+struct lanes<dvec> {
   using scalar = double;
-  static constexpr int n = 4;
+  static constexpr int n = HINN_VEC_BYTES / 8;
 };
 #endif
 

@@ -26,136 +26,134 @@ struct NetDesc {
   }
   HINN_HD long off_out() const { return off_layer(depth + 1); }
   HINN_HD long n_params() const { return off_out() + width + 1; }
-  // scratch (in lane values) needed by forward_grad and vjp
-  HINN_HD long scratch_grad() const { return 3L * width + (long)(depth + 1) * width; }
-  HINN_HD long scratch_vjp() const { return 6L * width + 5L * (depth + 1) * width; }
 };
 
-// H(x) and g = ∇_x H(x) for one lane value. scratch: desc.scratch_grad().
-template <int W, class V, class S>
-HINN_HD V forward_grad(const NetDesc& nd, const S* th, const V* x, V* g, V* scratch) {
+// A stored primal pass at one input x: what the gradient and the vector–Jacobian product need.
+// Layout (lane values): x (n_in) | σ'(z_l) (L+1)w | σ''(z_l) (L+1)w | u_{l-1} (row l >= 1; row 0 is
+// work space) (L+1)w | u_L (w).
+HINN_HD long primal_size(const NetDesc& nd) { return nd.n_in() + 3L * (nd.depth + 1) * nd.width + nd.width; }
+// Work space of grad_from_primal and vjp_from_primal, in lane values.
+HINN_HD long work_size(const NetDesc& nd) { return 5L * nd.width + 2L * (nd.depth + 1) * nd.width; }
+
+// Primal pass: stores x and the layer quantities in P (primal_size), returns H(x). With Full = false
+// only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest.
+template <int W, bool Full = true, class V, class S>
+HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
   const S hr = S(nd.hr);
-  V* u = scratch;
-  V* z = u + w;
-  V* a = z + w;
-  V* D1 = a + w;  // σ'(z_l), (L+1) x w
-  // opening layer
-  for (int k = 0; k < w; ++k) z[k] = splat<V>(th[n_in * w + k]);
-  for (int i = 0; i < n_in; ++i)
-    for (int k = 0; k < w; ++k) z[k] += x[i] * th[i * w + k];
+  V* X = P;
+  V* D1 = X + n_in;
+  V* D2 = D1 + (L + 1) * w;
+  V* UI = D2 + (L + 1) * w;
+  V u[W ? W : 1], ucopy[W ? W : 1];
+  V* uu = W ? u : UI;  // generic width: u lives in row 0 of UI (unused by the reverse sweeps)
+  if (Full)
+    for (int i = 0; i < n_in; ++i) X[i] = x[i];
   for (int k = 0; k < w; ++k) {
+    V zk = splat<V>(th[n_in * w + k]);
+    for (int i = 0; i < n_in; ++i) zk += x[i] * th[i * w + k];
     V s, d1, d2;
-    activate(nd.act, z[k], s, d1, d2);
-    u[k] = s;
+    activate(nd.act, zk, s, d1, d2);
+    uu[k] = s;
     D1[k] = d1;
+    if (Full) D2[k] = d2;
   }
-  // residual layers
   for (int l = 1; l <= L; ++l) {
     const S* K = th + nd.off_layer(l);
     const S* b = K + w * w;
-    for (int k = 0; k < w; ++k) z[k] = splat<V>(b[k]);
-    for (int j = 0; j < w; ++j)
-      for (int k = 0; k < w; ++k) z[k] += u[j] * K[j * w + k];
-    V* D = D1 + l * w;
+    V* ui = (Full || !W) ? UI + l * w : ucopy;
+    for (int k = 0; k < w; ++k) ui[k] = uu[k];
     for (int k = 0; k < w; ++k) {
+      V zk = splat<V>(b[k]);
+      for (int j = 0; j < w; ++j) zk += ui[j] * K[j * w + k];
       V s, d1, d2;
-      activate(nd.act, z[k], s, d1, d2);
-      u[k] += hr * s;
-      D[k] = d1;
+      activate(nd.act, zk, s, d1, d2);
+      uu[k] = ui[k] + hr * s;
+      D1[l * w + k] = d1;
+      if (Full) D2[l * w + k] = d2;
     }
   }
   const S* ko = th + nd.off_out();
+  V* UL = UI + (L + 1) * w;
   V H = splat<V>(ko[w]);
-  for (int k = 0; k < w; ++k) H += u[k] * ko[k];
-  // reverse sweep: a = ∂H/∂u_l
-  for (int k = 0; k < w; ++k) a[k] = splat<V>(ko[k]);
-  for (int l = L; l >= 1; --l) {
-    const S* K = th + nd.off_layer(l);
-    const V* D = D1 + l * w;
-    for (int k = 0; k < w; ++k) z[k] = hr * D[k] * a[k];
-    for (int j = 0; j < w; ++j) {
-      V acc = a[j];
-      for (int k = 0; k < w; ++k) acc += K[j * w + k] * z[k];
-      a[j] = acc;
-    }
-  }
-  for (int k = 0; k < w; ++k) z[k] = D1[k] * a[k];
-  for (int i = 0; i < n_in; ++i) {
-    V acc{};
-    for (int k = 0; k < w; ++k) acc += th[i * w + k] * z[k];
-    g[i] = acc;
+  for (int k = 0; k < w; ++k) {
+    if (Full) UL[k] = uu[k];
+    H += uu[k] * ko[k];
   }
   return H;
 }
 
-// Vector–Jacobian product of (H, ∇_x H) at x: with cotangents cH (on H) and v (on ∇_x H), accumulates
-//   xbar += ∇_x (cH H + v·∇_x H)   and   acc(i, ∂/∂θ_i (cH H + v·∇_x H)) for every parameter i.
-// v·∇_x H is the forward-mode tangent of H along v; we push that tangent through the network and sweep
-// the primal-plus-tangent computation in reverse, so no Hessian is formed. scratch: desc.scratch_vjp().
-template <int W, class V, class S, class Acc>
-HINN_HD void vjp(const NetDesc& nd, const S* th, const V* x, const V* v, V cH, V* xbar, Acc& acc,
-                 V* scratch) {
+// g = ∇_x H from a stored primal pass. work: work_size.
+template <int W, class V, class S>
+HINN_HD void grad_from_primal(const NetDesc& nd, const S* th, const V* P, V* g, V* work) {
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
   const S hr = S(nd.hr);
-  V* u = scratch;      // u_l
-  V* ud = u + w;       // u̇_l
-  V* z = ud + w;       // work
-  V* zd = z + w;       // work
+  const V* D1 = P + n_in;
+  V* a = work;
+  V* c = a + w;
+  const S* ko = th + nd.off_out();
+  for (int k = 0; k < w; ++k) a[k] = splat<V>(ko[k]);  // a = ∂H/∂u_l
+  for (int l = L; l >= 1; --l) {
+    const S* K = th + nd.off_layer(l);
+    for (int k = 0; k < w; ++k) c[k] = hr * D1[l * w + k] * a[k];
+    for (int j = 0; j < w; ++j) {
+      V acc = a[j];
+      for (int k = 0; k < w; ++k) acc += K[j * w + k] * c[k];
+      a[j] = acc;
+    }
+  }
+  for (int k = 0; k < w; ++k) c[k] = D1[k] * a[k];
+  for (int i = 0; i < n_in; ++i) {
+    V acc{};
+    for (int k = 0; k < w; ++k) acc += th[i * w + k] * c[k];
+    g[i] = acc;
+  }
+}
+
+// Vector–Jacobian product of (H, ∇_x H) at the stored x: with cotangents cH (on H) and v (on ∇_x H),
+// accumulates  xbar += ∇_x (cH H + v·∇_x H)  and  acc(i, ∂/∂θ_i (cH H + v·∇_x H))  for every parameter.
+// v·∇_x H is the forward-mode tangent of H along v: the tangent is pushed through the network (reusing
+// the stored σ', σ''), then the primal-plus-tangent computation is swept in reverse; no Hessian is
+// formed. work: work_size.
+template <int W, class V, class S, class Acc>
+HINN_HD void vjp_from_primal(const NetDesc& nd, const S* th, const V* P, const V* v, V cH, V* xbar, Acc& acc,
+                             V* work) {
+  const int w = W ? W : nd.width;
+  const int n_in = nd.n_in();
+  const int L = nd.depth;
+  const S hr = S(nd.hr);
+  const V* x = P;
+  const V* D1 = x + n_in;
+  const V* D2 = D1 + (L + 1) * w;
+  const V* UI = D2 + (L + 1) * w;
+  V* ud = work;        // u̇_l
+  V* z = ud + w;       // z̄
+  V* zd = z + w;       // ż (forward), ż̄ (reverse)
   V* ub = zd + w;      // ū
   V* udb = ub + w;     // ū̇
-  V* D1 = udb + w;     // σ'(z_l)        (L+1) x w
-  V* D2 = D1 + (L + 1) * w;  // σ''(z_l)
-  V* ZD = D2 + (L + 1) * w;  // ż_l
-  V* UI = ZD + (L + 1) * w;  // u_{l-1}  (row l, l >= 1)
-  V* UDI = UI + (L + 1) * w; // u̇_{l-1}
-  // ---- forward: primal and tangent
+  const V* uL = UI + (L + 1) * w;  // u_L
+  V* ZD = udb + w;     // ż_l     (L+1) x w
+  V* UDI = ZD + (L + 1) * w;  // u̇_{l-1} (row l >= 1)
+  // ---- tangent along v
   for (int k = 0; k < w; ++k) {
-    z[k] = splat<V>(th[n_in * w + k]);
-    zd[k] = V{};
-  }
-  for (int i = 0; i < n_in; ++i)
-    for (int k = 0; k < w; ++k) {
-      z[k] += x[i] * th[i * w + k];
-      zd[k] += v[i] * th[i * w + k];
-    }
-  for (int k = 0; k < w; ++k) {
-    V s, d1, d2;
-    activate(nd.act, z[k], s, d1, d2);
-    u[k] = s;
-    ud[k] = d1 * zd[k];
-    D1[k] = d1;
-    D2[k] = d2;
-    ZD[k] = zd[k];
+    V a{};
+    for (int i = 0; i < n_in; ++i) a += v[i] * th[i * w + k];
+    ZD[k] = a;
+    ud[k] = D1[k] * a;
   }
   for (int l = 1; l <= L; ++l) {
     const S* K = th + nd.off_layer(l);
-    const S* b = K + w * w;
-    V* ui = UI + l * w;
     V* udi = UDI + l * w;
+    for (int k = 0; k < w; ++k) udi[k] = ud[k];
     for (int k = 0; k < w; ++k) {
-      ui[k] = u[k];
-      udi[k] = ud[k];
-      z[k] = splat<V>(b[k]);
-      zd[k] = V{};
-    }
-    for (int j = 0; j < w; ++j)
-      for (int k = 0; k < w; ++k) {
-        z[k] += ui[j] * K[j * w + k];
-        zd[k] += udi[j] * K[j * w + k];
-      }
-    for (int k = 0; k < w; ++k) {
-      V s, d1, d2;
-      activate(nd.act, z[k], s, d1, d2);
-      u[k] += hr * s;
-      ud[k] += hr * d1 * zd[k];
-      D1[l * w + k] = d1;
-      D2[l * w + k] = d2;
-      ZD[l * w + k] = zd[k];
+      V a{};
+      for (int j = 0; j < w; ++j) a += udi[j] * K[j * w + k];
+      ZD[l * w + k] = a;
+      ud[k] = udi[k] + hr * D1[l * w + k] * a;
     }
   }
   // ---- reverse
@@ -164,7 +162,7 @@ HINN_HD void vjp(const NetDesc& nd, const S* th, const V* x, const V* v, V cH, V
   for (int k = 0; k < w; ++k) {
     ub[k] = cH * ko[k];
     udb[k] = splat<V>(ko[k]);
-    acc(oo + k, cH * u[k] + ud[k]);
+    acc(oo + k, cH * uL[k] + ud[k]);
   }
   acc(oo + w, cH);
   for (int l = L; l >= 1; --l) {
@@ -174,7 +172,7 @@ HINN_HD void vjp(const NetDesc& nd, const S* th, const V* x, const V* v, V cH, V
     const V* udi = UDI + l * w;
     for (int k = 0; k < w; ++k) {
       const V d1 = D1[l * w + k];
-      zd[k] = hr * udb[k] * d1;                                      // ż̄
+      zd[k] = hr * udb[k] * d1;                                                // ż̄
       z[k] = D2[l * w + k] * (hr * udb[k] * ZD[l * w + k]) + hr * d1 * ub[k];  // z̄
     }
     for (int j = 0; j < w; ++j) {
