@@ -114,29 +114,64 @@ def table(rows) -> str:
     return "\n".join(out)
 
 
+# FP32 peak (non-tensor-core) of the cards this project is lent, for "% of peak" on the GPU
+GPU_FP32_PEAK_TFLOPS = {"H100 PCIe": 51.2, "H100": 66.9, "H200": 66.9}
+
+
+def gpu_peak() -> float:
+    name = torch.cuda.get_device_name()
+    for key, val in GPU_FP32_PEAK_TFLOPS.items():
+        if key in name:
+            return val
+    return float("nan")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="poster size, float32, 1 thread only")
     ap.add_argument("--json", default="benchmarks/results.json")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     args = ap.parse_args(argv)
     backends = ["hessquik", "autograd"] + (["fused"] if fused_available() else [])
-    sizes = [(1, 3, 20, 2000)] if args.quick else [(1, 3, 20, 2000), (1, 3, 20, 20000), (4, 3, 20, 2000)]
-    dtypes = [torch.float32] if args.quick else [torch.float32, torch.float64]
-    threads = [1] if args.quick else [1, 2]
     rows = []
-    for d, w, L, N in sizes:
-        for dtype in dtypes:
-            for thr in threads:
-                if not args.quick and N > 2000 and (dtype == torch.float64 or thr == 2):
-                    continue  # keep the full run within a few minutes on 2 cores
-                rows += run_case(d, w, L, N, dtype, thr, backends, device=args.device)
-                print("\n".join(table(rows[-len(backends):]).splitlines()[2:]), flush=True)
-    meta = {"date": date.today().isoformat(), "machine": platform.processor() or platform.machine(),
-            "torch": torch.__version__, "hinn": hinn.__version__, "cpu_count": torch.get_num_threads()}
+    if args.device == "cuda":
+        # poster network and two-body size, N up to 2e6; the unfused backends stop at 2e5 (memory, time)
+        for d in (1, 4):
+            for N in (2000, 20000, 200000, 2000000):
+                bes = backends if N <= 200000 else ["fused"]
+                rows += run_case(d, 3, 20, N, torch.float32, 1, bes, device="cuda")
+                print("\n".join(table(rows[-len(bes):]).splitlines()[2:]), flush=True)
+        peak = gpu_peak()
+        for r in rows:
+            r["train_pct_fp32_peak"] = 100 * r["train_gflops"] / (peak * 1e3)
+            r["rollout_pct_fp32_peak"] = 100 * r["rollout_gflops"] / (peak * 1e3)
+    else:
+        sizes = [(1, 3, 20, 2000)] if args.quick else [(1, 3, 20, 2000), (1, 3, 20, 20000), (4, 3, 20, 2000)]
+        dtypes = [torch.float32] if args.quick else [torch.float32, torch.float64]
+        threads = [1] if args.quick else [1, 2]
+        for d, w, L, N in sizes:
+            for dtype in dtypes:
+                for thr in threads:
+                    if not args.quick and N > 2000 and (dtype == torch.float64 or thr == 2):
+                        continue  # keep the full run within a few minutes on 2 cores
+                    rows += run_case(d, w, L, N, dtype, thr, backends, device=args.device)
+                    print("\n".join(table(rows[-len(backends):]).splitlines()[2:]), flush=True)
+    machine = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
+    meta = {"date": date.today().isoformat(), "machine": machine, "torch": torch.__version__,
+            "hinn": hinn.__version__, "threads_available": torch.get_num_threads()}
+    if fused_available():
+        from hinn.backends.fused import core
+
+        meta["cpu_kernels"] = core.cpu_isa()
     print()
-    print(f"hinn benchmarks, {meta['date']}, torch {meta['torch']}, device {args.device}")
+    print(f"hinn benchmarks, {meta['date']}, {meta['machine']}, torch {meta['torch']}, "
+          f"CPU kernels {meta.get('cpu_kernels')}")
     print(table(rows))
+    if args.device == "cuda":
+        print("\nfused, % of FP32 peak by the FLOP model (train step / 10-step rollout):")
+        for r in rows:
+            if r["backend"] == "fused":
+                print(f"  d={r['d']} N={r['N']}: {r['train_pct_fp32_peak']:.1f}% / {r['rollout_pct_fp32_peak']:.1f}%")
     with open(args.json, "w") as f:
         json.dump({"meta": meta, "rows": rows}, f, indent=1)
     print(f"\nwrote {args.json}")

@@ -39,7 +39,7 @@ inline void gather(V* dst, const S* src, long n0, int cnt, int d, bool zero_pad)
     V v{};
     for (int l = 0; l < lanes<V>::n; ++l) {
       const int ll = l < cnt ? l : cnt - 1;
-      v[l] = (l < cnt || !zero_pad) ? src[(n0 + ll) * d + j] : S(0);
+      lane(v, l) = (l < cnt || !zero_pad) ? src[(n0 + ll) * d + j] : S(0);
     }
     dst[j] = v;
   }
@@ -48,7 +48,7 @@ inline void gather(V* dst, const S* src, long n0, int cnt, int d, bool zero_pad)
 template <class V, class S>
 inline void scatter(S* dst, const V* src, long n0, int cnt, int d) {
   for (int l = 0; l < cnt; ++l)
-    for (int j = 0; j < d; ++j) dst[(n0 + l) * d + j] = src[j][l];
+    for (int j = 0; j < d; ++j) dst[(n0 + l) * d + j] = lane(src[j], l);
 }
 
 template <class V, class S>
@@ -90,7 +90,7 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
     for (long i = 0; i < np; ++i) {
       double s = 0;  // lanes and threads summed in a fixed order
       for (int tid = 0; tid < nt; ++tid)
-        for (int l = 0; l < P; ++l) s += partial[tid][i][l];
+        for (int l = 0; l < P; ++l) s += lane(partial[tid][i], l);
       thb[i] = S(s);
     }
   }
@@ -226,8 +226,13 @@ void dispatch_width(Op op, const NetDesc& nd, const CallArgs& a) {
     }
   };
   // The poster's width gets a compile-time body (fully unrolled); every other width runs the generic one.
+  // The scalar build runs exactly what a CUDA thread runs: one sample, runtime width.
+#ifdef HINN_CPU_SCALAR
+  run(K<0, V>{});
+#else
   if (nd.width == 3) run(K<3, V>{});
   else run(K<0, V>{});
+#endif
 }
 
 }  // namespace
@@ -237,8 +242,13 @@ void cpu_call_impl(Op op, const NetDesc& nd, const CallArgs& a) {
     if (a.thb) std::memset((void*)a.thb, 0, nd.n_params() * (a.dtype == kFloat64 ? 8 : 4));
     return;
   }
+#ifdef HINN_CPU_SCALAR
+  if (a.dtype == kFloat64) dispatch_width<Kernels, double>(op, nd, a);
+  else dispatch_width<Kernels, float>(op, nd, a);
+#else
   if (a.dtype == kFloat64) dispatch_width<Kernels, dvec>(op, nd, a);
   else dispatch_width<Kernels, fvec>(op, nd, a);
+#endif
 }
 
 }  // namespace hinn

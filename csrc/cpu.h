@@ -33,7 +33,8 @@ struct CallArgs {
 // The CPU kernels, compiled per instruction set; cpu_call runs the best one this processor supports
 // (or the one named by set_cpu_isa / the HINN_CPU_ISA environment variable).
 void cpu_call(Op op, const NetDesc& nd, const CallArgs& a);
-// "avx512" or "generic" (AVX2+FMA on x86-64-v3 builds); set_cpu_isa throws for an unusable name.
+// "avx512", "generic" (AVX2+FMA on x86-64-v3 builds) or "scalar" (the CUDA thread's arithmetic, never
+// chosen by default); set_cpu_isa throws for an unusable name.
 const char* cpu_isa();
 void set_cpu_isa(const char* name);
 void cpu_call_impl(Op op, const NetDesc& nd, const CallArgs& a);  // inside one ISA build
@@ -46,3 +47,5 @@ void cuda_call(Op op, const NetDesc& nd, const CallArgs& a);
 // The per-ISA entry points (nd: const NetDesc*, a: const CallArgs*).
 extern "C" void hinn_cpu_call_generic(int op, const void* nd, const void* a);
 extern "C" void hinn_cpu_call_avx512(int op, const void* nd, const void* a);
+// one sample per value, runtime width: the arithmetic of a CUDA thread, for testing it on the CPU
+extern "C" void hinn_cpu_call_scalar(int op, const void* nd, const void* a);

@@ -1,6 +1,5 @@
 // Run-time choice between the CPU kernel builds (see cpu.h).
 #include <cstdlib>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -19,38 +18,40 @@ bool avx512_usable() {
 #endif
 }
 
-bool initial_choice() {
-  const char* env = std::getenv("HINN_CPU_ISA");
-  if (env && *env) {
-    if (!std::strcmp(env, "generic")) return false;
-    if (!std::strcmp(env, "avx512")) return avx512_usable();
+enum Isa { kGeneric, kAvx512, kScalar };
+
+Isa parse(const std::string& n) {
+  if (n == "generic") return kGeneric;
+  if (n == "scalar") return kScalar;
+  if (n == "avx512") {
+    if (!avx512_usable()) throw std::invalid_argument("this processor or build has no AVX-512 kernels");
+    return kAvx512;
   }
-  return avx512_usable();
+  throw std::invalid_argument("unknown CPU instruction set '" + n + "'; valid: generic, avx512, scalar");
 }
 
-bool use_avx512 = initial_choice();
+Isa initial_choice() {
+  const char* env = std::getenv("HINN_CPU_ISA");
+  if (env && *env) return parse(env);  // a bad value fails the module's import with this message
+  return avx512_usable() ? kAvx512 : kGeneric;
+}
+
+Isa current = initial_choice();
 
 }  // namespace
 
-const char* cpu_isa() { return use_avx512 ? "avx512" : "generic"; }
+const char* cpu_isa() { return current == kAvx512 ? "avx512" : current == kScalar ? "scalar" : "generic"; }
 
-void set_cpu_isa(const char* name) {
-  const std::string n(name);
-  if (n == "generic") {
-    use_avx512 = false;
-  } else if (n == "avx512") {
-    if (!avx512_usable()) throw std::invalid_argument("this processor or build has no AVX-512 kernels");
-    use_avx512 = true;
-  } else {
-    throw std::invalid_argument("unknown CPU instruction set '" + n + "'; valid: generic, avx512");
-  }
-}
+void set_cpu_isa(const char* name) { current = parse(name); }
 
 void cpu_call(Op op, const NetDesc& nd, const CallArgs& a) {
+  switch (current) {
 #ifdef HINN_HAVE_AVX512_KERNELS
-  if (use_avx512) return hinn_cpu_call_avx512(static_cast<int>(op), &nd, &a);
+    case kAvx512: return hinn_cpu_call_avx512(static_cast<int>(op), &nd, &a);
 #endif
-  hinn_cpu_call_generic(static_cast<int>(op), &nd, &a);
+    case kScalar: return hinn_cpu_call_scalar(static_cast<int>(op), &nd, &a);
+    default: return hinn_cpu_call_generic(static_cast<int>(op), &nd, &a);
+  }
 }
 
 }  // namespace hinn

@@ -47,7 +47,7 @@ def cpu_isas():
         return []
     from hinn.backends.fused import core
 
-    out = ["generic"]
+    out = ["generic", "scalar"]  # scalar: the per-thread arithmetic of the CUDA kernels
     current = core.cpu_isa()
     try:
         core.set_cpu_isa("avx512")
@@ -61,7 +61,8 @@ def cpu_isas():
 
 @pytest.fixture(params=cpu_isas() or [None])
 def cpu_isa(request):
-    """Run a test once per CPU kernel build (the generic AVX2 one and, where usable, AVX-512)."""
+    """Run a test once per CPU kernel build: generic AVX2, scalar (the CUDA thread's arithmetic) and,
+    where usable, AVX-512."""
     if request.param is None:
         yield None
         return

@@ -44,6 +44,26 @@ struct lanes<dvec> {
 template <class V>
 using scalar_t = typename lanes<V>::scalar;
 
+// Lane l of a value (the value itself for scalars), readable and writable.
+template <class V>
+HINN_HD scalar_t<V>& lane(V& v, int l) {
+  if constexpr (lanes<V>::n == 1) {
+    (void)l;
+    return v;
+  } else {
+    return reinterpret_cast<scalar_t<V>*>(&v)[l];
+  }
+}
+template <class V>
+HINN_HD scalar_t<V> lane(const V& v, int l) {
+  if constexpr (lanes<V>::n == 1) {
+    (void)l;
+    return v;
+  } else {
+    return v[l];
+  }
+}
+
 template <class V, class S>
 HINN_HD V splat(S s) {
   return V{} + static_cast<scalar_t<V>>(s);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One-shot GPU check (issue 4): build with CUDA, test the CUDA path against the hessQuik oracle and the CPU
+# fused ops, time hessquik / autograd / fused on the GPU, print a table. Writes under $OUT.
+#
+# On the device machine (offline; Python 3.12, torch with CUDA, pybind11, scikit-build-core, nvcc, pytest):
+#   bash benchmarks/gpu_check.sh
+# hessQuik travels as a wheel in .whl/ (see the device tool's README): here, once,
+#   echo /.whl/ >> .git/info/exclude
+#   pip download --no-deps --only-binary=:all: -d .whl hessquik==0.0.6
+# and name .whl in the run's carry list. Budget: about 6 minutes (build ~1, tests ~1, timings ~3).
+set -euo pipefail
+OUT="${OUT:-/tmp/hinn-gpu-check}"
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/.."
+
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+if ! python3 -c "import hessQuik" 2>/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+
+start=$(date +%s)
+HINN_CUDA=ON CMAKE_BUILD_PARALLEL_LEVEL=16 python3 -m pip install -q --no-index --no-deps --no-build-isolation . 2>&1 \
+  | tail -20 | tee "$OUT/build.txt"
+echo "build: $(( $(date +%s) - start )) s"
+python3 -c "import hinn._core as c; assert c.has_cuda, 'hinn._core built without CUDA'; print('hinn._core: CUDA ok, CPU kernels', c.cpu_isa())"
+
+set +e
+timeout 150 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda.py "tests/test_fused.py::test_cuda_build_matches_visible_gpu" \
+  2>&1 | tee "$OUT/tests.txt" | tail -25
+tests_rc=${PIPESTATUS[0]}
+timeout 240 python3 benchmarks/bench.py --device cuda --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.txt"
+bench_rc=${PIPESTATUS[0]}
+echo "tests rc=$tests_rc  bench rc=$bench_rc  total $(( $(date +%s) - start )) s"
+exit $(( tests_rc != 0 || bench_rc != 0 ))

@@ -1,0 +1,105 @@
+"""The CUDA path of the fused ops: against the hessQuik oracle and the CPU fused ops, determinism,
+non-default streams, a second device. Skipped without a GPU (the build-mismatch test in test_fused.py
+is not)."""
+
+import pytest
+import torch
+
+import hinn
+from conftest import RTOL, random_net, random_state, rel_err
+from hinn.backends import fused_available
+
+pytestmark = pytest.mark.skipif(
+    not (torch.cuda.is_available() and fused_available()), reason="needs a CUDA GPU and hinn._core"
+)
+
+GRID = [
+    (1, 3, 20, True, "tanh"),
+    (4, 3, 20, True, "softplus"),
+    (2, 16, 4, False, "tanh"),
+    (3, 64, 2, True, "tanh"),
+    (1, 1, 0, True, "softplus"),
+]
+
+
+def _run(net, t, p, q, scheme, steps=4):
+    p, q = p.clone().requires_grad_(), q.clone().requires_grad_()
+    H, gp, gq = net.value_and_grad(t, p, q)
+    P, Q = hinn.rollout(net, t, p, q, 0.05, steps, scheme)
+    loss = (P ** 2).sum() + torch.sin(Q).sum() + (H ** 2).sum() + (gp * gq).sum()
+    return (H, gp, gq, P, Q) + torch.autograd.grad(loss, [p, q, net.theta])
+
+
+def _moved(net, dtype, device):
+    other = hinn.HamiltonianNet(net.dim, width=net.width, depth=net.depth, time_dependent=net.time_dependent,
+                                activation=net.activation, resnet_step=net.resnet_step, dtype=dtype,
+                                device=device)
+    with torch.no_grad():
+        other.theta.copy_(net.theta)
+    return other
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
+@pytest.mark.parametrize("cfg", GRID, ids=[str(c) for c in GRID])
+def test_cuda_matches_oracle_and_cpu(cfg, scheme, dtype):
+    ref_net = random_net(*cfg, 0)
+    t, p, q = random_state(300, cfg[0], 1)
+    with hinn.set_backend("hessquik"):
+        ref = _run(ref_net, t, p, q, scheme)
+    with hinn.set_backend("fused"):
+        cpu = _run(_moved(ref_net, dtype, "cpu"), t.to(dtype), p.to(dtype), q.to(dtype), scheme)
+        gpu = _run(_moved(ref_net, dtype, "cuda"), *(x.to(dtype=dtype, device="cuda") for x in (t, p, q)), scheme)
+    for i, (g, r, c) in enumerate(zip(gpu, ref, cpu)):
+        assert rel_err(g, r) <= RTOL[dtype], f"output {i} vs oracle"
+        assert rel_err(g, c) <= RTOL[dtype], f"output {i} vs CPU fused"
+
+
+def test_deterministic_bit_identical():
+    net = random_net(4, 3, 20, True, "tanh", 0, dtype=torch.float32, device="cuda")
+    net.backend = "fused"
+    t, p, q = random_state(100_000, 4, 2, dtype=torch.float32, device="cuda")
+    outs = []
+    torch.use_deterministic_algorithms(True)
+    try:
+        for _ in range(2):
+            pr = p.clone().requires_grad_()
+            P, Q = hinn.rollout(net, t, pr, q, 0.1, 3, "leapfrog")
+            outs.append(torch.autograd.grad((P ** 2).mean() + Q.mean(), [pr, net.theta]))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for a, b in zip(*outs):
+        assert torch.equal(a, b)
+
+
+def test_non_default_stream():
+    net = random_net(1, 3, 20, True, "tanh", 0, device="cuda")
+    net.backend = "fused"
+    t, p, q = random_state(5000, 1, 3, device="cuda")
+    ref = net.grad(t, p, q)
+    s = torch.cuda.Stream()
+    with torch.cuda.stream(s):
+        out = net.grad(t, p, q)
+        P, _ = hinn.rollout(net, t, p, q, 0.1, 5)
+    s.synchronize()
+    for a, b in zip(out, ref):
+        assert torch.equal(a, b)
+    assert torch.isfinite(P).all()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
+def test_second_device():
+    net0 = random_net(2, 4, 3, True, "tanh", 0, device="cuda:0")
+    net1 = _moved(net0, torch.float64, "cuda:1")
+    net0.backend = net1.backend = "fused"
+    t, p, q = random_state(1000, 2, 4)
+    a = net0.grad(t.cuda(0), p.cuda(0), q.cuda(0))
+    b = net1.grad(t.cuda(1), p.cuda(1), q.cuda(1))
+    for x, y in zip(a, b):
+        assert y.device.index == 1 and rel_err(y, x) < 1e-14
+
+
+def test_cpu_tensors_with_cuda_net_are_rejected():
+    net = random_net(1, 3, 2, True, "tanh", 0, device="cuda")
+    with pytest.raises(ValueError, match="the state is on cpu but the network's parameters are on cuda"):
+        net.grad(0.0, torch.zeros(3, 1, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64))
