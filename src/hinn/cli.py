@@ -93,6 +93,18 @@ def _reproduce(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .comparison import compare, markdown_table
+
+    overrides = {k: v for k, v in (("steps", args.steps), ("n_traj", args.n_traj), ("seed", args.seed),
+                                   ("scheme", args.scheme), ("window", args.window)) if v is not None}
+    out = args.out or os.path.join("runs", f"compare-{args.system}")
+    results = compare(args.system, out, progress=not args.no_progress, **overrides)
+    print(markdown_table(args.system, results))
+    print(f"\nwritten to {out} (table.md, results.json, compare.png)")
+    return 0
+
+
 def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> None:
     g = p.add_argument_group("training options (override the defaults or the config file)")
     if config_file:
@@ -142,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("experiment", choices=["spring", "two-body"])
     _add_train_options(rp, config_file=False)
     rp.set_defaults(func=_reproduce)
+
+    cp = sub.add_parser("compare", help="baseline, HNN and HINN under the HNN paper's protocol")
+    cp.add_argument("system", choices=["spring", "two-body", "three-body"])
+    cp.add_argument("--out", help="output folder (default runs/compare-SYSTEM)")
+    cp.add_argument("--steps", type=int, help="optimiser steps (protocol default otherwise)")
+    cp.add_argument("--n-traj", dest="n_traj", type=int, help="trajectories generated")
+    cp.add_argument("--scheme", choices=list(SCHEMES), help="HINN's integrator (default rk4)")
+    cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")
+    cp.add_argument("--seed", type=int)
+    cp.add_argument("--no-progress", action="store_true")
+    cp.set_defaults(func=_compare)
     return parser
 
 

@@ -123,20 +123,13 @@ def get_scheme(name: str) -> Scheme:
         raise ValueError(f"unknown scheme {name!r}; valid schemes are {', '.join(SCHEMES)}") from None
 
 
-def _grad_fn(net, backend) -> GradFn:
-    def grad(t, p, q):
-        _, gp, gq = backend.grad(net, t, p, q)
-        return gp, gq
-
-    return grad
-
-
 def step(net, t: Time, p: Tensor, q: Tensor, h: float, scheme: str = "symplectic_euler"
          ) -> Tuple[Tensor, Tensor]:
     """One step of ``scheme`` with the vector field of ``net`` from time t.
 
     Args:
-        net: a :class:`hinn.HamiltonianNet`.
+        net: a :class:`hinn.HamiltonianNet`, or any model with ``_check``, ``backend_name`` and
+            ``_grad_unchecked`` (the HNN-paper models of :mod:`hinn.hnn`).
         t: float or (N,) times; p, q: (N, d) states.
         h: time step.
         scheme: ``"euler"``, ``"symplectic_euler"``, ``"leapfrog"`` or ``"rk4"``.
@@ -148,10 +141,9 @@ def step(net, t: Time, p: Tensor, q: Tensor, h: float, scheme: str = "symplectic
     h = check_step_size(h)
     t = net._check(t, p, q)
     name = net.backend_name()
-    be = backends.module(name)
     if name == "fused":
-        return be.step(net, t, p, q, h, sch.code)
-    return sch.step(_grad_fn(net, be), t, p, q, h)
+        return backends.module(name).step(net, t, p, q, h, sch.code)
+    return sch.step(net._grad_unchecked, t, p, q, h)
 
 
 def rollout(net, t0: Time, p0: Tensor, q0: Tensor, h: float, steps: int, scheme: str = "symplectic_euler"
@@ -168,10 +160,9 @@ def rollout(net, t0: Time, p0: Tensor, q0: Tensor, h: float, steps: int, scheme:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     t = net._check(t0, p0, q0)
     name = net.backend_name()
-    be = backends.module(name)
     if name == "fused":
-        return be.rollout(net, t, p0, q0, h, steps, sch.code)
-    grad = _grad_fn(net, be)
+        return backends.module(name).rollout(net, t, p0, q0, h, steps, sch.code)
+    grad = net._grad_unchecked
     P, Q = [p0], [q0]
     p, q = p0, q0
     for k in range(steps):

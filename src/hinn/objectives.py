@@ -34,6 +34,7 @@ def trajectory_loss(net, t0, p0, q0, P_target, Q_target, h: float, scheme: str =
 
 
 def derivative_loss(net, t, p, q, dp_dt, dq_dt) -> torch.Tensor:
-    """HNN loss: mean of (∂H/∂p − q̇)² + (∂H/∂q + ṗ)² over samples and components."""
+    """HNN loss: the mean squared error of the predicted (q̇, ṗ) = (∂H/∂p, −∂H/∂q) against the observed
+    derivatives, over samples and all 2d components (the HNN paper's L2 loss)."""
     gp, gq = net.grad(t, p, q)
-    return ((gp - dq_dt) ** 2).mean() + ((gq + dp_dt) ** 2).mean()
+    return 0.5 * (((gp - dq_dt) ** 2).mean() + ((gq + dp_dt) ** 2).mean())
