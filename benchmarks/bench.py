@@ -85,8 +85,17 @@ def run_case(d, w, L, N, dtype, threads, backends, scheme="symplectic_euler", st
             sync()
 
         slow = be != "fused" and N * steps > 100_000
-        r = {"backend": be, "d": d, "w": w, "L": L, "N": N, "dtype": str(dtype).replace("torch.", ""),
-             "threads": threads, "device": device, "scheme": scheme}
+        r = {
+            "backend": be,
+            "d": d,
+            "w": w,
+            "L": L,
+            "N": N,
+            "dtype": str(dtype).replace("torch.", ""),
+            "threads": threads,
+            "device": device,
+            "scheme": scheme,
+        }
         r["grad_ms"] = _time(grad) * 1e3
         r["train_ms"] = _time(train_step) * 1e3
         r["rollout_ms"] = _time(rollout_step, budget=0.2 if slow else 0.4, min_reps=2 if slow else 3) * 1e3
@@ -100,9 +109,77 @@ def run_case(d, w, L, N, dtype, threads, backends, scheme="symplectic_euler", st
     return rows
 
 
+def kernel_only(d, w, L, N, dtype, threads, scheme="symplectic_euler"):
+    """The compiled kernels of one training step (step forward + its backward) called directly through
+    hinn._core, without the custom-op and autograd layers: time and GFLOP/s by the FLOP model."""
+    from hinn.backends import fused
+    from hinn.integrators import get_scheme
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = hinn.HamiltonianNet(d, width=w, depth=L, dtype=dtype)
+    th = net.theta.detach()
+    t, p, q = torch.rand(N, dtype=dtype), torch.randn(N, d, dtype=dtype), torch.randn(N, d, dtype=dtype)
+    p1, q1, pb, qb, thb = (
+        torch.empty_like(p),
+        torch.empty_like(q),
+        torch.empty_like(p),
+        torch.empty_like(q),
+        torch.empty_like(th),
+    )
+    spec, code = fused._spec(net), get_scheme(scheme).code
+
+    def run():
+        fused._launch(
+            fused.core.OP_ROLLOUT_FWD,
+            spec,
+            net.resnet_step,
+            p,
+            theta=th,
+            t=t,
+            p=p,
+            q=q,
+            o1=p1,
+            o2=q1,
+            scheme=code,
+            h=0.1,
+        )
+        fused._launch(
+            fused.core.OP_ROLLOUT_BWD,
+            spec,
+            net.resnet_step,
+            p,
+            theta=th,
+            t=t,
+            p=p,
+            q=q,
+            b1=p1,
+            b2=q1,
+            o1=pb,
+            o2=qb,
+            thb=thb,
+            scheme=code,
+            h=0.1,
+        )
+
+    ms = _time(run) * 1e3
+    return {
+        "d": d,
+        "w": w,
+        "L": L,
+        "N": N,
+        "dtype": str(dtype).replace("torch.", ""),
+        "threads": threads,
+        "kernel_ms": ms,
+        "kernel_gflops": N * flops("step", d, w, L, True, scheme) / (ms * 1e-3) / 1e9,
+    }
+
+
 def table(rows) -> str:
-    head = ("| size | dtype | thr | backend | ∇H ms | x hq | train step ms | x hq | 10-step rollout ms | x hq "
-            "| GFLOP/s (train) |")
+    head = (
+        "| size | dtype | thr | backend | ∇H ms | x hq | train step ms | x hq | 10-step rollout ms | x hq "
+        "| GFLOP/s (train) |"
+    )
     out = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         size = f"d={r['d']} w={r['w']} L={r['L']} N={r['N']}"
@@ -140,7 +217,7 @@ def main(argv=None) -> None:
             for N in (2000, 20000, 200000, 2000000):
                 bes = backends if N <= 200000 else ["fused"]
                 rows += run_case(d, 3, 20, N, torch.float32, 1, bes, device="cuda")
-                print("\n".join(table(rows[-len(bes):]).splitlines()[2:]), flush=True)
+                print("\n".join(table(rows[-len(bes) :]).splitlines()[2:]), flush=True)
         peak = gpu_peak()
         for r in rows:
             r["train_pct_fp32_peak"] = 100 * r["train_gflops"] / (peak * 1e3)
@@ -155,25 +232,57 @@ def main(argv=None) -> None:
                     if not args.quick and N > 2000 and (dtype == torch.float64 or thr == 2):
                         continue  # keep the full run within a few minutes on 2 cores
                     rows += run_case(d, w, L, N, dtype, thr, backends, device=args.device)
-                    print("\n".join(table(rows[-len(backends):]).splitlines()[2:]), flush=True)
+                    print("\n".join(table(rows[-len(backends) :]).splitlines()[2:]), flush=True)
+    kernels = []
+    if args.device == "cpu" and fused_available():
+        for d, w, L, N in [(1, 3, 20, 2000)] if args.quick else [(1, 3, 20, 2000), (1, 3, 20, 20000), (4, 3, 20, 2000)]:
+            for dtype in [torch.float32] if args.quick else [torch.float32, torch.float64]:
+                kernels.append(kernel_only(d, w, L, N, dtype, 1))
     machine = torch.cuda.get_device_name() if args.device == "cuda" else (platform.processor() or platform.machine())
-    meta = {"date": date.today().isoformat(), "machine": machine, "torch": torch.__version__,
-            "hinn": hinn.__version__, "threads_available": torch.get_num_threads()}
+    meta = {
+        "date": date.today().isoformat(),
+        "machine": machine,
+        "torch": torch.__version__,
+        "hinn": hinn.__version__,
+        "threads_available": torch.get_num_threads(),
+    }
     if fused_available():
         from hinn.backends.fused import core
 
         meta["cpu_kernels"] = core.cpu_isa()
     print()
-    print(f"hinn benchmarks, {meta['date']}, {meta['machine']}, torch {meta['torch']}, "
-          f"CPU kernels {meta.get('cpu_kernels')}")
+    print(
+        f"hinn benchmarks, {meta['date']}, {meta['machine']}, torch {meta['torch']}, "
+        f"CPU kernels {meta.get('cpu_kernels')}"
+    )
     print(table(rows))
     if args.device == "cuda":
         print("\nfused, % of FP32 peak by the FLOP model (train step / 10-step rollout):")
         for r in rows:
             if r["backend"] == "fused":
                 print(f"  d={r['d']} N={r['N']}: {r['train_pct_fp32_peak']:.1f}% / {r['rollout_pct_fp32_peak']:.1f}%")
+    if kernels:
+        print("\nkernels alone (one training step: step forward + backward, 1 thread), and the op-layer overhead:")
+        print("| size | dtype | kernels ms | GFLOP/s | public-API train step ms | overhead ms |")
+        print("|---|---|---|---|---|---|")
+        for k in kernels:
+            api = next(
+                (
+                    r["train_ms"]
+                    for r in rows
+                    if r["backend"] == "fused"
+                    and r["threads"] == 1
+                    and (r["d"], r["N"], r["dtype"]) == (k["d"], k["N"], k["dtype"])
+                ),
+                float("nan"),
+            )
+            k["api_train_ms"], k["overhead_ms"] = api, api - k["kernel_ms"]
+            print(
+                f"| d={k['d']} w={k['w']} L={k['L']} N={k['N']} | {k['dtype']} | {k['kernel_ms']:.3f} "
+                f"| {k['kernel_gflops']:.1f} | {api:.3f} | {api - k['kernel_ms']:.3f} |"
+            )
     with open(args.json, "w") as f:
-        json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        json.dump({"meta": meta, "rows": rows, "kernels": kernels}, f, indent=1)
     print(f"\nwrote {args.json}")
 
 

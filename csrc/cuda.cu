@@ -58,12 +58,14 @@ __global__ void k_grad_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
   for (long s = tid; s < a.N; s += nthreads) {
     S* x = sc;
     S* g = x + n;
+    S* P = g + n;
     if (o) x[0] = ((const S*)a.t)[s];
     for (int j = 0; j < d; ++j) {
       x[o + j] = ((const S*)a.p)[s * d + j];
       x[o + d + j] = ((const S*)a.q)[s * d + j];
     }
-    const S H = forward_grad<0>(nd, th, x, g, g + n);
+    const S H = primal<0, false>(nd, th, x, P);
+    grad_from_primal<0>(nd, th, P, g, P + primal_size(nd));
     ((S*)a.out0)[s] = H;
     for (int j = 0; j < d; ++j) {
       ((S*)a.out1)[s * d + j] = g[o + j];
@@ -100,7 +102,9 @@ __global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
       v[o + d + j] = z * ((const S*)a.in_b2)[s * d + j];
     }
     for (int i = 0; i < n; ++i) xb[i] = S(0);
-    vjp<0>(nd, th, x, v, z * ((const S*)a.in_b0)[s], xb, acc, xb + n);
+    S* P = xb + n;
+    primal<0>(nd, th, x, P);
+    vjp_from_primal<0>(nd, th, P, v, z * ((const S*)a.in_b0)[s], xb, acc, P + primal_size(nd));
     if (live) {
       if (o) ((S*)a.out0)[s] = xb[0];
       for (int j = 0; j < d; ++j) {
@@ -216,7 +220,8 @@ void launch(Op op, const NetDesc& nd, const CallArgs& a) {
     blocks = std::max<long>(1, std::min<long>(blocks, max_warps / (kThreads / 32)));
   }
   const long nthreads = blocks * kThreads;
-  const long per_thread = 6L * nd.n_in() + 8L * nd.d + step_scratch(nd);
+  // covers the grad kernels (3 n_in + primal + work) and the step kernels (4 d + step_scratch)
+  const long per_thread = 3L * nd.n_in() + 4L * nd.d + step_scratch(nd);
   const size_t smem = np * sizeof(S);
   const bool sh = smem <= 48 * 1024;
   S* scratch = nullptr;

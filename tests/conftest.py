@@ -19,12 +19,18 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-300))
 
 
-def random_net(dim, width, depth, time_dependent, activation, seed, dtype=torch.float64, device="cpu",
-               scale=1.0):
+def random_net(dim, width, depth, time_dependent, activation, seed, dtype=torch.float64, device="cpu", scale=1.0):
     torch.manual_seed(seed)
-    net = hinn.HamiltonianNet(dim, width=width, depth=depth, time_dependent=time_dependent,
-                              activation=activation, dtype=dtype, device=device,
-                              resnet_step=0.3 if depth else None)
+    net = hinn.HamiltonianNet(
+        dim,
+        width=width,
+        depth=depth,
+        time_dependent=time_dependent,
+        activation=activation,
+        dtype=dtype,
+        device=device,
+        resnet_step=0.3 if depth else None,
+    )
     with torch.no_grad():
         net.theta.mul_(scale)
     return net

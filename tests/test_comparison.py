@@ -21,7 +21,7 @@ def test_spring_protocol_data():
     data = make_data(proto)
     assert data.P.shape == (50, 30, 1) and data.t[0] == 0 and data.t[-1] == 3.0 and len(data.t) == 30
     # H = q² + p², initial radius in [0.1, 1], conserved by the clean truth
-    E = data.P_clean ** 2 + data.Q_clean ** 2
+    E = data.P_clean**2 + data.Q_clean**2
     r0 = np.sqrt(E[:, 0, 0])
     assert r0.min() >= 0.1 and r0.max() <= 1.0
     assert np.abs(E - E[:, :1]).max() < 1e-9
@@ -58,8 +58,8 @@ def test_energy_metric_known_answer():
     w = 2 * math.sqrt(a)
     qm = q0 * np.cos(w * t) + p0 * 2 / w * np.sin(w * t)
     pm = p0 * np.cos(w * t) - q0 * w / 2 * np.sin(w * t)
-    E_true = (p0 ** 2 + q0 ** 2)
-    per = (((pm ** 2 + qm ** 2) - E_true) ** 2).mean(1)
+    E_true = p0**2 + q0**2
+    per = (((pm**2 + qm**2) - E_true) ** 2).mean(1)
     assert mean == pytest.approx(per.mean(), rel=1e-6)
     assert err == pytest.approx(per.std(ddof=1) / math.sqrt(2), rel=1e-5)
     assert mean > 1e-3  # a real, non-trivial error
@@ -71,7 +71,11 @@ def test_hnn_models(cls):
     m = cls(2, hidden=16, dtype=torch.float64)
     W = m.mlp[2].weight
     assert torch.allclose(W @ W.T, torch.eye(16, dtype=torch.float64), atol=1e-12)  # orthogonal init
-    t, p, q = torch.zeros(5, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 2, dtype=torch.float64)
+    t, p, q = (
+        torch.zeros(5, dtype=torch.float64),
+        torch.randn(5, 2, dtype=torch.float64),
+        torch.randn(5, 2, dtype=torch.float64),
+    )
     P, Q = hinn.rollout(m, t, p, q, 0.1, 3, "rk4")
     assert P.shape == (4, 5, 2)
     loss = derivative_loss(m, t, p, q, torch.zeros_like(p), torch.zeros_like(q))

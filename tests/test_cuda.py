@@ -4,9 +4,9 @@ is not)."""
 
 import pytest
 import torch
+from conftest import RTOL, random_net, random_state, rel_err
 
 import hinn
-from conftest import RTOL, random_net, random_state, rel_err
 from hinn.backends import fused_available
 
 pytestmark = pytest.mark.skipif(
@@ -26,14 +26,21 @@ def _run(net, t, p, q, scheme, steps=4):
     p, q = p.clone().requires_grad_(), q.clone().requires_grad_()
     H, gp, gq = net.value_and_grad(t, p, q)
     P, Q = hinn.rollout(net, t, p, q, 0.05, steps, scheme)
-    loss = (P ** 2).sum() + torch.sin(Q).sum() + (H ** 2).sum() + (gp * gq).sum()
+    loss = (P**2).sum() + torch.sin(Q).sum() + (H**2).sum() + (gp * gq).sum()
     return (H, gp, gq, P, Q) + torch.autograd.grad(loss, [p, q, net.theta])
 
 
 def _moved(net, dtype, device):
-    other = hinn.HamiltonianNet(net.dim, width=net.width, depth=net.depth, time_dependent=net.time_dependent,
-                                activation=net.activation, resnet_step=net.resnet_step, dtype=dtype,
-                                device=device)
+    other = hinn.HamiltonianNet(
+        net.dim,
+        width=net.width,
+        depth=net.depth,
+        time_dependent=net.time_dependent,
+        activation=net.activation,
+        resnet_step=net.resnet_step,
+        dtype=dtype,
+        device=device,
+    )
     with torch.no_grad():
         other.theta.copy_(net.theta)
     return other
@@ -65,7 +72,7 @@ def test_deterministic_bit_identical():
         for _ in range(2):
             pr = p.clone().requires_grad_()
             P, Q = hinn.rollout(net, t, pr, q, 0.1, 3, "leapfrog")
-            outs.append(torch.autograd.grad((P ** 2).mean() + Q.mean(), [pr, net.theta]))
+            outs.append(torch.autograd.grad((P**2).mean() + Q.mean(), [pr, net.theta]))
     finally:
         torch.use_deterministic_algorithms(False)
     for a, b in zip(*outs):

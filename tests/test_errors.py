@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import BACKENDS
 
 import hinn
-from conftest import BACKENDS
 
 ALL = ("hessquik",) + BACKENDS
 
@@ -73,7 +73,9 @@ def test_non_finite_inputs(net, backend, bad):
 
 def test_unknown_names(net):
     p, q = state()
-    with pytest.raises(ValueError, match="unknown scheme 'verlet'; valid schemes are euler, symplectic_euler, leapfrog, rk4"):
+    with pytest.raises(
+        ValueError, match="unknown scheme 'verlet'; valid schemes are euler, symplectic_euler, leapfrog, rk4"
+    ):
         hinn.step(net, 0.0, p, q, 0.1, scheme="verlet")
     with pytest.raises(ValueError, match="unknown backend 'jax'; valid backends are fused, autograd, hessquik"):
         hinn.set_backend("jax")

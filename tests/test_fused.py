@@ -3,9 +3,9 @@ thread-count independence."""
 
 import pytest
 import torch
+from conftest import random_net, random_state, rel_err, requires_fused
 
 import hinn
-from conftest import random_net, random_state, rel_err, requires_fused
 from hinn.backends import fused
 
 pytestmark = requires_fused
@@ -42,8 +42,7 @@ def test_gradcheck_step_and_rollout(scheme):
     th = net.theta.detach().clone().requires_grad_()
     pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b, c: fused.step_op(a, t, b, c, spec, hr, 0.1, code), (th, pr, qr))
-    assert torch.autograd.gradcheck(lambda a, b, c: fused.rollout_op(a, t, b, c, spec, hr, 0.1, code, 3),
-                                    (th, pr, qr))
+    assert torch.autograd.gradcheck(lambda a, b, c: fused.rollout_op(a, t, b, c, spec, hr, 0.1, code, 3), (th, pr, qr))
 
 
 def test_gradcheck_grad():
@@ -58,7 +57,7 @@ def test_rollout_gradient_equals_looped_steps():
     net.backend = "fused"
     pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
     P, Q = hinn.rollout(net, t, pr, qr, 0.05, 6, "leapfrog")
-    g1 = torch.autograd.grad((P ** 2).sum() + Q.sum(), [pr, qr, net.theta])
+    g1 = torch.autograd.grad((P**2).sum() + Q.sum(), [pr, qr, net.theta])
     pp, qq = pr, qr
     Ps, Qs = [pp], [qq]
     for k in range(6):
@@ -67,7 +66,7 @@ def test_rollout_gradient_equals_looped_steps():
         Qs.append(qq)
     P2, Q2 = torch.stack(Ps), torch.stack(Qs)
     assert torch.equal(P, P2) and torch.equal(Q, Q2)  # same arithmetic, bit for bit
-    g2 = torch.autograd.grad((P2 ** 2).sum() + Q2.sum(), [pr, qr, net.theta])
+    g2 = torch.autograd.grad((P2**2).sum() + Q2.sum(), [pr, qr, net.theta])
     for a, b in zip(g1, g2):
         assert rel_err(a, b) < 1e-14
 
@@ -83,7 +82,7 @@ def test_one_and_two_threads_agree(dtype):
             torch.set_num_threads(nt)
             pr = p.clone().requires_grad_()
             P, Q = hinn.rollout(net, t, pr, q, 0.1, 3, "rk4")
-            out.append((P, Q) + torch.autograd.grad((P ** 2).sum() + Q.sum(), [pr, net.theta]))
+            out.append((P, Q) + torch.autograd.grad((P**2).sum() + Q.sum(), [pr, net.theta]))
     finally:
         torch.set_num_threads(old)
     for a, b in zip(*out):
@@ -131,8 +130,9 @@ def test_cuda_build_matches_visible_gpu():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_activation_accuracy(activation, dtype, cpu_isa):
     # H = σ(p) with σ' from ∂H/∂p: the vectorised activation against float64 PyTorch, to a few ulp
-    net = hinn.HamiltonianNet(1, width=1, depth=0, time_dependent=False, activation=activation, dtype=dtype,
-                              backend="fused")
+    net = hinn.HamiltonianNet(
+        1, width=1, depth=0, time_dependent=False, activation=activation, dtype=dtype, backend="fused"
+    )
     with torch.no_grad():
         net.theta.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0, 0.0]))  # K0 = [[1], [0]], b0 = 0, k = 1, b = 0
     z = torch.cat([torch.linspace(-30, 30, 4001), torch.logspace(-8, 0, 200), -torch.logspace(-8, 0, 200)])

@@ -50,9 +50,9 @@ def _energy_errors(scheme, steps, h=0.1):
     t = torch.zeros(1, dtype=torch.float64)
     E0 = 0.5
     errs = []
-    for k in range(steps):
+    for _ in range(steps):
         p, q = sch.step(oscillator_grad, t, p, q, h)
-        errs.append(abs(float(0.5 * (p ** 2 + q ** 2)) - E0))
+        errs.append(abs(float(0.5 * (p**2 + q**2)) - E0))
     return np.array(errs)
 
 
@@ -68,15 +68,17 @@ def test_euler_energy_grows():
     errs = _energy_errors("euler", 10_000)
     # (1 + h²)^(n/2) growth: E_n = E_0 (1 + h²)^n
     assert errs[-1] > 100 * errs[99]
-    assert errs[-1] == pytest.approx(0.5 * (1.01 ** 10_000 - 1), rel=1e-6)
+    assert errs[-1] == pytest.approx(0.5 * (1.01**10_000 - 1), rel=1e-6)
 
 
 def test_rk4_one_step_matches_taylor():
     # one rk4 step on the oscillator is the degree-4 Taylor polynomial of the rotation
     h = 0.2
-    p, q = integrate("rk4", h, h, torch.tensor([[0.0]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64))
-    c = 1 - h ** 2 / 2 + h ** 4 / 24
-    s = h - h ** 3 / 6
+    p, q = integrate(
+        "rk4", h, h, torch.tensor([[0.0]], dtype=torch.float64), torch.tensor([[1.0]], dtype=torch.float64)
+    )
+    c = 1 - h**2 / 2 + h**4 / 24
+    s = h - h**3 / 6
     assert float(q) == pytest.approx(c, abs=1e-15)
     assert float(p) == pytest.approx(-s, abs=1e-15)
 
@@ -93,7 +95,9 @@ def test_network_schemes_keep_their_order(backend, scheme):
     T = 0.5
     with torch.no_grad():
         with hinn.set_backend("autograd"):
-            ref = hinn.rollout(hinn.HamiltonianNet.from_hessquik(net.to_hessquik(), 1), 0.0, p0, q0, T / 400, 400, "rk4")
+            ref = hinn.rollout(
+                hinn.HamiltonianNet.from_hessquik(net.to_hessquik(), 1), 0.0, p0, q0, T / 400, 400, "rk4"
+            )
         hs, errs = [T / n for n in (10, 20, 40)], []
         for h in hs:
             P, Q = hinn.rollout(net, 0.0, p0, q0, h, round(T / h), scheme)

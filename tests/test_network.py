@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import random_net, random_state, rel_err
 
 import hinn
-from conftest import random_net, random_state, rel_err
 
 
 def test_parameter_vector_is_hessquik_order():
@@ -39,8 +39,7 @@ def test_from_hessquik_rejects_wrong_input_size():
 
 def test_state_dict_round_trip():
     a = random_net(2, 3, 5, True, "softplus", 3)
-    b = hinn.HamiltonianNet(2, width=3, depth=5, activation="softplus", dtype=torch.float64,
-                            resnet_step=a.resnet_step)
+    b = hinn.HamiltonianNet(2, width=3, depth=5, activation="softplus", dtype=torch.float64, resnet_step=a.resnet_step)
     b.load_state_dict(a.state_dict())
     t, p, q = random_state(4, 2, 0)
     assert torch.equal(a(t, p, q), b(t, p, q))

@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from conftest import BACKENDS, RTOL, random_net, random_state, rel_err
 
 import hinn
-from conftest import BACKENDS, RTOL, random_net, random_state, rel_err
 
 # (dim, width, depth, time_dependent, activation): widths 1..64, depths 0..20, d 1..4
 GRID = [
@@ -23,8 +23,15 @@ def _oracle(cfg, seed):
 
 
 def _cast(net, dtype):
-    other = hinn.HamiltonianNet(net.dim, width=net.width, depth=net.depth, time_dependent=net.time_dependent,
-                                activation=net.activation, resnet_step=net.resnet_step, dtype=dtype)
+    other = hinn.HamiltonianNet(
+        net.dim,
+        width=net.width,
+        depth=net.depth,
+        time_dependent=net.time_dependent,
+        activation=net.activation,
+        resnet_step=net.resnet_step,
+        dtype=dtype,
+    )
     with torch.no_grad():
         other.theta.copy_(net.theta)
     return other
@@ -34,7 +41,7 @@ def _grads_of_value_and_grad(net, t, p, q):
     p, q = p.clone().requires_grad_(), q.clone().requires_grad_()
     H, gp, gq = net.value_and_grad(t, p, q)
     w = torch.linspace(0.5, 1.5, gp.numel(), dtype=gp.dtype).view_as(gp)
-    loss = (H * H).sum() + (w * gp).sum() + (gq ** 2).sum()
+    loss = (H * H).sum() + (w * gp).sum() + (gq**2).sum()
     return (H, gp, gq) + torch.autograd.grad(loss, [p, q, net.theta])
 
 
@@ -42,14 +49,14 @@ def _grads_of_rollout(net, t, p, q, scheme, steps):
     p, q = p.clone().requires_grad_(), q.clone().requires_grad_()
     P, Q = hinn.rollout(net, t, p, q, 0.07, steps, scheme)
     w = torch.arange(1, steps + 2, dtype=P.dtype)[:, None, None]
-    loss = (w * P ** 2).sum() + (w * torch.sin(Q)).sum()
+    loss = (w * P**2).sum() + (w * torch.sin(Q)).sum()
     return (P, Q) + torch.autograd.grad(loss, [p, q, net.theta])
 
 
 def _grads_of_step(net, t, p, q, scheme):
     p, q = p.clone().requires_grad_(), q.clone().requires_grad_()
     p1, q1 = hinn.step(net, t, p, q, 0.1, scheme)
-    loss = ((p1 - 0.3) ** 2).sum() + (q1 ** 3).sum()
+    loss = ((p1 - 0.3) ** 2).sum() + (q1**3).sum()
     return (p1, q1) + torch.autograd.grad(loss, [p, q, net.theta])
 
 

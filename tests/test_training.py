@@ -10,8 +10,18 @@ from hinn.data import Dataset, generate
 from hinn.metrics import valid_prediction_time
 from hinn.train import TrainConfig, TrainingDiverged, load_run, train
 
-TINY = dict(system="spring", sizes=(60, 20, 20), steps=10, width=3, depth=3, epochs=6, optimizer="adam",
-            lr=1e-2, batch_size=16, checkpoint_every=2)
+TINY = dict(
+    system="spring",
+    sizes=(60, 20, 20),
+    steps=10,
+    width=3,
+    depth=3,
+    epochs=6,
+    optimizer="adam",
+    lr=1e-2,
+    batch_size=16,
+    checkpoint_every=2,
+)
 
 
 def test_splits_shapes_and_disjointness(tmp_path):
@@ -91,16 +101,48 @@ def test_valid_prediction_time():
     t = np.arange(5) * 0.5
     X = np.ones((2, 5, 2))
     Xp = X.copy()
-    Xp[0, 3:] *= 1.5   # error 50% from index 3
+    Xp[0, 3:] *= 1.5  # error 50% from index 3
     assert valid_prediction_time(t, Xp, X, 0.1).tolist() == [1.5, 2.0]
 
 
 def test_cli_end_to_end(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main(["train", "spring", "--epochs", "3", "--sizes", "40", "10", "10", "--steps", "10", "--depth", "2",
-                 "--optimizer", "adam", "--lr", "0.01", "--out", out, "--no-progress"]) == 0
-    for f in ("metrics.json", "checkpoint.pt", "config.json", "trajectories.png", "energy.png", "phase.png",
-              "learned_vs_true_H.png", "loss.png"):
+    assert (
+        main(
+            [
+                "train",
+                "spring",
+                "--epochs",
+                "3",
+                "--sizes",
+                "40",
+                "10",
+                "10",
+                "--steps",
+                "10",
+                "--depth",
+                "2",
+                "--optimizer",
+                "adam",
+                "--lr",
+                "0.01",
+                "--out",
+                out,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    for f in (
+        "metrics.json",
+        "checkpoint.pt",
+        "config.json",
+        "trajectories.png",
+        "energy.png",
+        "phase.png",
+        "learned_vs_true_H.png",
+        "loss.png",
+    ):
         assert os.path.exists(os.path.join(out, f)), f
     m1 = json.load(open(os.path.join(out, "metrics.json")))
     assert main(["eval", out]) == 0
@@ -109,8 +151,30 @@ def test_cli_end_to_end(tmp_path, capsys):
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"epochs": 2, "sizes": [40, 10, 10], "steps": 10, "depth": 1}))
     out2 = str(tmp_path / "run2")
-    assert main(["reproduce", "two-body", "--epochs", "2", "--sizes", "40", "10", "10", "--steps", "10",
-                 "--depth", "1", "--out", out2, "--no-progress", "--backend", "autograd"]) == 0
+    assert (
+        main(
+            [
+                "reproduce",
+                "two-body",
+                "--epochs",
+                "2",
+                "--sizes",
+                "40",
+                "10",
+                "10",
+                "--steps",
+                "10",
+                "--depth",
+                "1",
+                "--out",
+                out2,
+                "--no-progress",
+                "--backend",
+                "autograd",
+            ]
+        )
+        == 0
+    )
     assert os.path.exists(os.path.join(out2, "orbits.png"))
     assert main(["train", "pendulum", "--config", str(cfg), "--out", str(tmp_path / "r3"), "--no-progress"]) == 0
     assert "rollout_mse" in capsys.readouterr().out

@@ -56,8 +56,24 @@ def _config_from_args(args, base: TrainConfig) -> TrainConfig:
     if getattr(args, "config", None):
         with open(args.config) as f:
             overrides.update(json.load(f))
-    for key in ("epochs", "lr", "optimizer", "batch_size", "window", "scheme", "width", "depth", "activation",
-                "seed", "backend", "dtype", "noise", "steps", "h", "patience"):
+    for key in (
+        "epochs",
+        "lr",
+        "optimizer",
+        "batch_size",
+        "window",
+        "scheme",
+        "width",
+        "depth",
+        "activation",
+        "seed",
+        "backend",
+        "dtype",
+        "noise",
+        "steps",
+        "h",
+        "patience",
+    ):
         val = getattr(args, key, None)
         if val is not None:
             overrides[key] = val
@@ -96,8 +112,17 @@ def _reproduce(args) -> int:
 def _compare(args) -> int:
     from .comparison import compare, markdown_table
 
-    overrides = {k: v for k, v in (("steps", args.steps), ("n_traj", args.n_traj), ("seed", args.seed),
-                                   ("scheme", args.scheme), ("window", args.window)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("steps", args.steps),
+            ("n_traj", args.n_traj),
+            ("seed", args.seed),
+            ("scheme", args.scheme),
+            ("window", args.window),
+        )
+        if v is not None
+    }
     out = args.out or os.path.join("runs", f"compare-{args.system}")
     results = compare(args.system, out, progress=not args.no_progress, **overrides)
     print(markdown_table(args.system, results))

@@ -38,9 +38,18 @@ MODELS = ("baseline", "hnn", "hinn")
 
 # Numbers published in the HNN repository (energy MSE, and test MSE of the derivatives).
 PUBLISHED = {
-    "spring": {"energy": {"baseline": 1.7077e-01, "hnn": 3.8416e-04}, "test": {"baseline": 3.6656e-02, "hnn": 3.5928e-02}},
-    "two-body": {"energy": {"baseline": 6.3276e-02, "hnn": 3.8751e-05}, "test": {"baseline": 2.9575e-05, "hnn": 2.8218e-06}},
-    "three-body": {"energy": {"baseline": 1.0906e+02, "hnn": 4.1926e-02}, "test": {"baseline": 3.8000e-01, "hnn": 4.8809e-01}},
+    "spring": {
+        "energy": {"baseline": 1.7077e-01, "hnn": 3.8416e-04},
+        "test": {"baseline": 3.6656e-02, "hnn": 3.5928e-02},
+    },
+    "two-body": {
+        "energy": {"baseline": 6.3276e-02, "hnn": 3.8751e-05},
+        "test": {"baseline": 2.9575e-05, "hnn": 2.8218e-06},
+    },
+    "three-body": {
+        "energy": {"baseline": 1.0906e02, "hnn": 4.1926e-02},
+        "test": {"baseline": 3.8000e-01, "hnn": 4.8809e-01},
+    },
 }
 
 
@@ -53,27 +62,28 @@ class Protocol:
     rtol: float
     noise: float
     test_fraction: float
-    test_first: bool            # two- and three-body: the first samples are the test set
-    steps: int                  # optimiser steps
-    batch: Optional[int]        # None: full batch
+    test_first: bool  # two- and three-body: the first samples are the test set
+    steps: int  # optimiser steps
+    batch: Optional[int]  # None: full batch
     lr: float
     weight_decay: float
     energy_span: Tuple[float, float]
     energy_points: int
     energy_trajs: int = 15
-    scheme: str = "rk4"         # HINN's integrator on the data grid
-    window: int = 1             # HINN: K-step rollout windows (1: consecutive pairs)
+    scheme: str = "rk4"  # HINN's integrator on the data grid
+    window: int = 1  # HINN: K-step rollout windows (1: consecutive pairs)
     hidden: int = 200
     seed: int = 0
 
 
 PROTOCOLS = {
-    "spring": Protocol("spring", (0.0, 3.0), 30, 50, 1e-10, 0.1, 0.5, False, 2000, None, 1e-3, 1e-4,
-                       (0.0, 20.0), 100),
-    "two-body": Protocol("two-body", (0.0, 20.0), 50, 1000, 1e-9, 0.0, 0.2, True, 10000, 200, 1e-3, 0.0,
-                         (0.0, 25.0), 500),
-    "three-body": Protocol("three-body", (0.0, 5.0), 20, 5000, 1e-9, 0.0, 0.2, True, 10000, 600, 1e-3, 1e-4,
-                           (0.0, 3.0), 500),
+    "spring": Protocol("spring", (0.0, 3.0), 30, 50, 1e-10, 0.1, 0.5, False, 2000, None, 1e-3, 1e-4, (0.0, 20.0), 100),
+    "two-body": Protocol(
+        "two-body", (0.0, 20.0), 50, 1000, 1e-9, 0.0, 0.2, True, 10000, 200, 1e-3, 0.0, (0.0, 25.0), 500
+    ),
+    "three-body": Protocol(
+        "three-body", (0.0, 5.0), 20, 5000, 1e-9, 0.0, 0.2, True, 10000, 600, 1e-3, 1e-4, (0.0, 3.0), 500
+    ),
 }
 
 
@@ -101,14 +111,14 @@ def protocol_system(name: str) -> System:
 
 @dataclass
 class ProtocolData:
-    t: np.ndarray        # (T,)
-    P: np.ndarray        # (n, T, d) observed (noisy) states
+    t: np.ndarray  # (T,)
+    P: np.ndarray  # (n, T, d) observed (noisy) states
     Q: np.ndarray
     P_clean: np.ndarray  # the truth
     Q_clean: np.ndarray
-    dP: np.ndarray       # true derivatives at the clean states (noise is not added to them)
+    dP: np.ndarray  # true derivatives at the clean states (noise is not added to them)
     dQ: np.ndarray
-    n_test: int          # trajectories in the test split
+    n_test: int  # trajectories in the test split
     test_first: bool
 
     def split(self, which: str) -> slice:
@@ -139,8 +149,10 @@ def make_data(proto: Protocol, system: Optional[System] = None, n_traj: Optional
 
 def _chunked_truth(system, t, p0, q0, rtol, chunk=250):
     # integrate in chunks: one close encounter then only slows its own chunk
-    parts = [system.trajectories(t, p0[i : i + chunk], q0[i : i + chunk], rtol=rtol, atol=rtol)
-             for i in range(0, len(p0), chunk)]
+    parts = [
+        system.trajectories(t, p0[i : i + chunk], q0[i : i + chunk], rtol=rtol, atol=rtol)
+        for i in range(0, len(p0), chunk)
+    ]
     return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
 
 
@@ -196,8 +208,9 @@ def train_model(kind: str, data: ProtocolData, proto: Protocol, progress: bool =
     return model, losses
 
 
-def integrate(field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray, rtol: float = 1e-9
-              ) -> Tuple[np.ndarray, np.ndarray]:
+def integrate(
+    field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray, rtol: float = 1e-9
+) -> Tuple[np.ndarray, np.ndarray]:
     """Integrate (ṗ, q̇) = field(t, p, q) (torch, batched) for all initial states at once with SciPy's
     RK45 at tolerance ``rtol``; returns (P, Q) of shape (n, T, d)."""
     n, d = p0.shape
@@ -208,8 +221,9 @@ def integrate(field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarra
             dp, dq = field(torch.full((n,), tt, dtype=torch.float64), yy[0], yy[1])
         return torch.stack([dp, dq]).reshape(-1).numpy()
 
-    sol = solve_ivp(rhs, (t_eval[0], t_eval[-1]), np.stack([p0, q0]).reshape(-1), method="RK45",
-                    t_eval=t_eval, rtol=rtol, atol=rtol)
+    sol = solve_ivp(
+        rhs, (t_eval[0], t_eval[-1]), np.stack([p0, q0]).reshape(-1), method="RK45", t_eval=t_eval, rtol=rtol, atol=rtol
+    )
     if not sol.success:
         raise RuntimeError(f"integration failed: {sol.message}")
     Y = sol.y.reshape(2, n, d, len(t_eval)).transpose(0, 1, 3, 2)
@@ -224,8 +238,9 @@ def model_field(model):
     return field
 
 
-def energy_mse(system: System, field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray,
-               rtol: float = 1e-9) -> Tuple[float, float, Dict]:
+def energy_mse(
+    system: System, field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray, rtol: float = 1e-9
+) -> Tuple[float, float, Dict]:
     """The HNN paper's energy metric: mean over time and trajectories of (H(x̂(t)) − H(x(t)))², H the true
     energy, x̂ the model's and x the true trajectory (both from an adaptive solver); ± its standard error
     over trajectories. Returns (mean, stderr, trajectories)."""
@@ -253,8 +268,11 @@ def evaluate_model(kind: str, model, system: System, data: ProtocolData, proto: 
     if kind != "baseline":
         d = p0.shape[1]
         with torch.no_grad():
-            Hm = model(torch.zeros(tr["Pm"][:, :, 0].size, dtype=torch.float64),
-                       torch.as_tensor(tr["Pm"].reshape(-1, d)), torch.as_tensor(tr["Qm"].reshape(-1, d)))
+            Hm = model(
+                torch.zeros(tr["Pm"][:, :, 0].size, dtype=torch.float64),
+                torch.as_tensor(tr["Pm"].reshape(-1, d)),
+                torch.as_tensor(tr["Qm"].reshape(-1, d)),
+            )
         Hm = Hm.numpy().reshape(tr["Pm"].shape[:2])
         out["learned_H_drift"] = float(np.abs(Hm - Hm[:, :1]).max(1).mean())
     out["_traj"] = (t_eval, tr)
@@ -293,9 +311,12 @@ def compare(name: str, out_dir: Optional[str] = None, progress: bool = True, **o
 def markdown_table(name: str, results: Dict) -> str:
     pub = results.get("published") or {"energy": {}, "test": {}}
     pr = results["protocol"]
-    rows = [f"**{name}** (seed {pr['seed']}; HINN: {pr['scheme']}, {pr['window']}-step windows)", "",
-            "| model | test MSE | energy MSE | rollout MSE | learned-H drift | published energy MSE | published test MSE |",
-            "|---|---|---|---|---|---|---|"]
+    rows = [
+        f"**{name}** (seed {pr['seed']}; HINN: {pr['scheme']}, {pr['window']}-step windows)",
+        "",
+        "| model | test MSE | energy MSE | rollout MSE | learned-H drift | published energy MSE | published test MSE |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for kind, r in results["models"].items():
         drift = f"{r['learned_H_drift']:.3e}" if "learned_H_drift" in r else "—"
         pe = pub["energy"].get(kind)
@@ -316,8 +337,9 @@ def _figures(out_dir, name, system, trajs) -> None:
     first = next(iter(trajs.values()))
     t_eval, tr0 = first
     d = tr0["P"].shape[2]
-    axes[0].plot(tr0["Q"][0, :, 0], tr0["Q"][0, :, 1] if d >= 2 else tr0["P"][0, :, 0], "k", lw=2.5, alpha=0.4,
-                 label="truth")
+    axes[0].plot(
+        tr0["Q"][0, :, 0], tr0["Q"][0, :, 1] if d >= 2 else tr0["P"][0, :, 0], "k", lw=2.5, alpha=0.4, label="truth"
+    )
     for i, (kind, (_, tr)) in enumerate(trajs.items()):
         ys = tr["Qm"][0, :, 1] if d >= 2 else tr["Pm"][0, :, 0]
         axes[0].plot(tr["Qm"][0, :, 0], ys, f"C{i}--", label=kind)

@@ -45,8 +45,9 @@ class Trajectories:
     def n_samples(self) -> int:
         return self.n * (len(self.t) - 1)
 
-    def windows(self, K: int = 1, dtype=torch.float64, device="cpu"
-                ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def windows(
+        self, K: int = 1, dtype=torch.float64, device="cpu"
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Every K-step window: start (t0 (M,), p0, q0 (M, d)) and targets (P, Q) of shape (K, M, d),
         M = n (T − K). K = 1 gives the one-step pairs."""
         T = len(self.t)
@@ -89,8 +90,14 @@ class Dataset:
         return cls(str(z["system"]), meta=ast.literal_eval(str(z["meta"])), **splits)
 
 
-def generate(system: "str | System", sizes: Tuple[int, int, int] = (2000, 300, 300), steps: int = 100,
-             h: Optional[float] = None, noise: float = 0.0, seed: int = 0) -> Dataset:
+def generate(
+    system: "str | System",
+    sizes: Tuple[int, int, int] = (2000, 300, 300),
+    steps: int = 100,
+    h: Optional[float] = None,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> Dataset:
     """Sample initial states, integrate the ground truth and split by trajectory.
 
     Args:

@@ -20,8 +20,18 @@ from .train import TrainConfig, TrainResult, load_run, train
 # 100 transitions per trajectory at the system's default h (0.1); mini-batches of 100 samples (the
 # poster's "epochs" imply passes over the data); the symplectic Euler update.
 POSTER = {
-    name: TrainConfig(system=name, sizes=sizes, steps=100, width=3, depth=20, epochs=1500, optimizer="gd",
-                      lr=1e-3, batch_size=100, scheme="symplectic_euler")
+    name: TrainConfig(
+        system=name,
+        sizes=sizes,
+        steps=100,
+        width=3,
+        depth=20,
+        epochs=1500,
+        optimizer="gd",
+        lr=1e-3,
+        batch_size=100,
+        scheme="symplectic_euler",
+    )
     for name, sizes in POSTER_SIZES.items()
 }
 
@@ -33,23 +43,38 @@ def evaluate_run(result: TrainResult, cfg: TrainConfig, run_dir: Optional[str], 
     if run_dir:
         if figures:
             P, Q = predict(result.net, test, cfg.scheme)
-            make_figures(run_dir, system, test, P, Q, system.energy(test.t, test.P, test.Q),
-                         system.energy(test.t, P, Q), learned_energy(result.net, test.t, test.P, test.Q),
-                         result.history)
+            make_figures(
+                run_dir,
+                system,
+                test,
+                P,
+                Q,
+                system.energy(test.t, test.P, test.Q),
+                system.energy(test.t, P, Q),
+                learned_energy(result.net, test.t, test.P, test.Q),
+                result.history,
+            )
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)
     return metrics
 
 
-def run(cfg: TrainConfig, run_dir: Optional[str], resume: bool = False, progress: bool = True,
-        figures: bool = True) -> Dict:
+def run(
+    cfg: TrainConfig, run_dir: Optional[str], resume: bool = False, progress: bool = True, figures: bool = True
+) -> Dict:
     """Train and evaluate; returns the metrics (plus wall time and backend)."""
     start = time.perf_counter()
     result = train(cfg, run_dir, resume=resume, progress=progress)
     wall = time.perf_counter() - start
     metrics = evaluate_run(result, cfg, run_dir, figures)
-    metrics.update({"train_seconds": wall, "backend": result.net.backend_name(),
-                    "epochs_run": len(result.history), "stopped_early": result.stopped_early})
+    metrics.update(
+        {
+            "train_seconds": wall,
+            "backend": result.net.backend_name(),
+            "epochs_run": len(result.history),
+            "stopped_early": result.stopped_early,
+        }
+    )
     if run_dir:
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
             json.dump(metrics, f, indent=1)

@@ -21,8 +21,10 @@ from ._checks import Time, check_state
 
 def _mlp(n_in: int, hidden: int, n_out: int, dtype, device) -> nn.Sequential:
     net = nn.Sequential(
-        nn.Linear(n_in, hidden, dtype=dtype, device=device), nn.Tanh(),
-        nn.Linear(hidden, hidden, dtype=dtype, device=device), nn.Tanh(),
+        nn.Linear(n_in, hidden, dtype=dtype, device=device),
+        nn.Tanh(),
+        nn.Linear(hidden, hidden, dtype=dtype, device=device),
+        nn.Tanh(),
         nn.Linear(hidden, n_out, bias=False, dtype=dtype, device=device),
     )
     for layer in net:
@@ -66,8 +68,14 @@ class _Model(nn.Module):
 class MLPHamiltonian(_Model):
     """HNN: H_θ(p, q) = MLP([p, q]) (or MLP([t, p, q])); hidden width 200 by default."""
 
-    def __init__(self, dim: int, hidden: int = 200, time_dependent: bool = False,
-                 dtype: Optional[torch.dtype] = None, device=None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 200,
+        time_dependent: bool = False,
+        dtype: Optional[torch.dtype] = None,
+        device=None,
+    ) -> None:
         super().__init__(dim, hidden, 1, time_dependent, dtype, device)
 
     def forward(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -89,8 +97,14 @@ class MLPHamiltonian(_Model):
 class MLPBaseline(_Model):
     """The HNN paper's baseline: the MLP predicts (q̇, ṗ) directly (2d outputs); no Hamiltonian."""
 
-    def __init__(self, dim: int, hidden: int = 200, time_dependent: bool = False,
-                 dtype: Optional[torch.dtype] = None, device=None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        hidden: int = 200,
+        time_dependent: bool = False,
+        dtype: Optional[torch.dtype] = None,
+        device=None,
+    ) -> None:
         super().__init__(dim, hidden, 2 * dim, time_dependent, dtype, device)
 
     def _grad_unchecked(self, t, p, q):

@@ -123,8 +123,7 @@ def get_scheme(name: str) -> Scheme:
         raise ValueError(f"unknown scheme {name!r}; valid schemes are {', '.join(SCHEMES)}") from None
 
 
-def step(net, t: Time, p: Tensor, q: Tensor, h: float, scheme: str = "symplectic_euler"
-         ) -> Tuple[Tensor, Tensor]:
+def step(net, t: Time, p: Tensor, q: Tensor, h: float, scheme: str = "symplectic_euler") -> Tuple[Tensor, Tensor]:
     """One step of ``scheme`` with the vector field of ``net`` from time t.
 
     Args:
@@ -146,8 +145,9 @@ def step(net, t: Time, p: Tensor, q: Tensor, h: float, scheme: str = "symplectic
     return sch.step(net._grad_unchecked, t, p, q, h)
 
 
-def rollout(net, t0: Time, p0: Tensor, q0: Tensor, h: float, steps: int, scheme: str = "symplectic_euler"
-            ) -> Tuple[Tensor, Tensor]:
+def rollout(
+    net, t0: Time, p0: Tensor, q0: Tensor, h: float, steps: int, scheme: str = "symplectic_euler"
+) -> Tuple[Tensor, Tensor]:
     """``steps`` steps of ``scheme`` from (t0, p0, q0); step k starts at time t0 + k h.
 
     Returns:

@@ -23,8 +23,7 @@ def predict(net, test: Trajectories, scheme: str) -> Tuple[np.ndarray, np.ndarra
     return (P.transpose(0, 1).double().cpu().numpy(), Q.transpose(0, 1).double().cpu().numpy())
 
 
-def valid_prediction_time(t: np.ndarray, X_pred: np.ndarray, X_true: np.ndarray, threshold: float = 0.1
-                          ) -> np.ndarray:
+def valid_prediction_time(t: np.ndarray, X_pred: np.ndarray, X_true: np.ndarray, threshold: float = 0.1) -> np.ndarray:
     """Per trajectory, the first time (from t[0]) at which ‖x̂ − x‖ / ‖x‖ exceeds ``threshold``; the whole
     horizon if it never does. X: (n, T, D)."""
     err = np.linalg.norm(X_pred - X_true, axis=2) / np.maximum(np.linalg.norm(X_true, axis=2), 1e-12)
@@ -66,7 +65,9 @@ def evaluate(net, system: System, test: Trajectories, scheme: str, vpt_threshold
     return {
         "rollout_mse": float(((X - Xt) ** 2).mean()),
         "energy_mse": float(((E_pred - E_true) ** 2).mean()),
-        "energy_mse_stderr": float(((E_pred - E_true) ** 2).mean(1).std(ddof=1) / np.sqrt(len(P))) if len(P) > 1 else 0.0,
+        "energy_mse_stderr": float(((E_pred - E_true) ** 2).mean(1).std(ddof=1) / np.sqrt(len(P)))
+        if len(P) > 1
+        else 0.0,
         "learned_H_drift": float(drift.mean()),
         "learned_H_rel_drift": float(drift.mean() / max(spread, 1e-300)),
         "vpt": float(vpt.mean()),

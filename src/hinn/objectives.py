@@ -17,8 +17,7 @@ import torch
 from .integrators import rollout, step
 
 
-def trajectory_loss(net, t0, p0, q0, P_target, Q_target, h: float, scheme: str = "symplectic_euler"
-                    ) -> torch.Tensor:
+def trajectory_loss(net, t0, p0, q0, P_target, Q_target, h: float, scheme: str = "symplectic_euler") -> torch.Tensor:
     """Mean over windows, steps and components of the squared rollout error, over 2h².
 
     t0 (M,), p0 and q0 (M, d): window starts; P_target, Q_target (K, M, d): the next K observations.

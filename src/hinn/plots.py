@@ -18,8 +18,9 @@ def _plt():
     return plt
 
 
-def make_figures(run_dir: str, system, test, P, Q, E_true, E_pred, H_learned_true, history: List[Dict],
-                 n_show: int = 3) -> List[str]:
+def make_figures(
+    run_dir: str, system, test, P, Q, E_true, E_pred, H_learned_true, history: List[Dict], n_show: int = 3
+) -> List[str]:
     """Write the figures into ``run_dir``; returns their paths. P, Q: predicted (n, T, d)."""
     plt = _plt()
     t = test.t

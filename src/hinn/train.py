@@ -39,20 +39,20 @@ class TrainConfig:
 
     system: str = "spring"
     sizes: Tuple[int, int, int] = (2000, 300, 300)  # samples: train, validation, test
-    steps: int = 100                                 # transitions per trajectory
-    h: Optional[float] = None                        # observation interval (system default)
+    steps: int = 100  # transitions per trajectory
+    h: Optional[float] = None  # observation interval (system default)
     noise: float = 0.0
     width: int = 3
     depth: int = 20
     activation: str = "tanh"
     time_dependent: bool = True
     scheme: str = "symplectic_euler"
-    window: int = 1                                  # K: one-step pairs (1) or K-step rollout windows
-    optimizer: str = "gd"                            # "gd" (plain gradient descent) or "adam"
+    window: int = 1  # K: one-step pairs (1) or K-step rollout windows
+    optimizer: str = "gd"  # "gd" (plain gradient descent) or "adam"
     lr: float = 1e-3
     epochs: int = 1500
-    batch_size: Optional[int] = None                 # None: full batch
-    patience: Optional[int] = None                   # early stopping on the validation loss
+    batch_size: Optional[int] = None  # None: full batch
+    patience: Optional[int] = None  # early stopping on the validation loss
     checkpoint_every: int = 100
     seed: int = 0
     backend: Optional[str] = None
@@ -90,15 +90,27 @@ def make_dataset(cfg: TrainConfig) -> Dataset:
 
 def make_net(cfg: TrainConfig, dim: int) -> HamiltonianNet:
     torch.manual_seed(cfg.seed)
-    return HamiltonianNet(dim, width=cfg.width, depth=cfg.depth, time_dependent=cfg.time_dependent,
-                          activation=cfg.activation, dtype=DTYPES[cfg.dtype], backend=cfg.backend)
+    return HamiltonianNet(
+        dim,
+        width=cfg.width,
+        depth=cfg.depth,
+        time_dependent=cfg.time_dependent,
+        activation=cfg.activation,
+        dtype=DTYPES[cfg.dtype],
+        backend=cfg.backend,
+    )
 
 
 def _versions() -> Dict[str, str]:
     from . import __version__
 
-    return {"hinn": __version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": sys.version.split()[0], "platform": platform.platform()}
+    return {
+        "hinn": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+    }
 
 
 def save_checkpoint(path: str, state: Dict) -> None:
@@ -112,8 +124,13 @@ def load_checkpoint(path: str) -> Dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def train(cfg: TrainConfig, out_dir: Optional[str] = None, resume: bool = False, progress: bool = True,
-          data: Optional[Dataset] = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    out_dir: Optional[str] = None,
+    resume: bool = False,
+    progress: bool = True,
+    data: Optional[Dataset] = None,
+) -> TrainResult:
     """Train a HamiltonianNet on ``cfg.system`` with the HINN trajectory objective.
 
     Args:
@@ -156,16 +173,30 @@ def train(cfg: TrainConfig, out_dir: Optional[str] = None, resume: bool = False,
         best = (st["best"][0], st["best"][1].to(dtype), st["best"][2])
 
     def state(epoch: int) -> Dict:
-        return {"config": asdict(cfg), "epoch": epoch, "net": net.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "history": history, "best": best, "versions": _versions()}
+        return {
+            "config": asdict(cfg),
+            "epoch": epoch,
+            "net": net.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "history": history,
+            "best": best,
+            "versions": _versions(),
+        }
 
     def val_loss() -> float:
         with torch.no_grad():
             return float(trajectory_loss(net, *val_w, h, cfg.scheme))
 
     stopped = False
-    bar = tqdm(range(start_epoch, cfg.epochs), desc=f"train {cfg.system}", disable=not progress,
-               initial=start_epoch, total=cfg.epochs, dynamic_ncols=True)
+    bar = tqdm(
+        range(start_epoch, cfg.epochs),
+        desc=f"train {cfg.system}",
+        disable=not progress,
+        initial=start_epoch,
+        total=cfg.epochs,
+        dynamic_ncols=True,
+    )
     for epoch in bar:
         perm = torch.randperm(M, generator=gen) if bs < M else None
         total = 0.0

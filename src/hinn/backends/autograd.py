@@ -33,9 +33,7 @@ def hamiltonian(net, t, p, q) -> torch.Tensor:
 
 def grad(net, t, p, q) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # Build the graph of ∇H only when someone will differentiate it.
-    create_graph = torch.is_grad_enabled() and any(
-        x.requires_grad for x in (t, p, q, net.theta)
-    )
+    create_graph = torch.is_grad_enabled() and any(x.requires_grad for x in (t, p, q, net.theta))
     with torch.enable_grad():
         x = network_input(net, t, p, q)
         if not x.requires_grad:

@@ -49,8 +49,28 @@ def _spec(net) -> List[int]:
     return [int(net.time_dependent), net.width, net.depth, ACT_CODES[net.activation]]
 
 
-def _launch(op: int, spec: List[int], hr: float, x: Tensor, *, theta, t, p, q, b0=None, b1=None, b2=None,
-            o0=None, o1=None, o2=None, thb=None, scheme=0, h=0.0, steps=1, trajectory=False) -> None:
+def _launch(
+    op: int,
+    spec: List[int],
+    hr: float,
+    x: Tensor,
+    *,
+    theta,
+    t,
+    p,
+    q,
+    b0=None,
+    b1=None,
+    b2=None,
+    o0=None,
+    o1=None,
+    o2=None,
+    thb=None,
+    scheme=0,
+    h=0.0,
+    steps=1,
+    trajectory=False,
+) -> None:
     """One call into the core. x: a state tensor, for N, d, dtype and device."""
     time, width, depth, act = spec
     N, d = (x.shape[-2], x.shape[-1])
@@ -66,10 +86,36 @@ def _launch(op: int, spec: List[int], hr: float, x: Tensor, *, theta, t, p, q, b
     stream = 0
     if cuda:
         stream = torch.cuda.current_stream(x.device).cuda_stream
-    args = (op, d, time, width, depth, act, hr, int(x.dtype == torch.float64), torch.get_num_threads(),
-            N, scheme, h, steps, trajectory, ptr(theta), ptr(t), ptr(p), ptr(q), ptr(b0), ptr(b1), ptr(b2),
-            ptr(o0), ptr(o1), ptr(o2), ptr(thb), cuda, stream,
-            int(torch.are_deterministic_algorithms_enabled()))
+    args = (
+        op,
+        d,
+        time,
+        width,
+        depth,
+        act,
+        hr,
+        int(x.dtype == torch.float64),
+        torch.get_num_threads(),
+        N,
+        scheme,
+        h,
+        steps,
+        trajectory,
+        ptr(theta),
+        ptr(t),
+        ptr(p),
+        ptr(q),
+        ptr(b0),
+        ptr(b1),
+        ptr(b2),
+        ptr(o0),
+        ptr(o1),
+        ptr(o2),
+        ptr(thb),
+        cuda,
+        stream,
+        int(torch.are_deterministic_algorithms_enabled()),
+    )
     if cuda:
         with torch.cuda.device(x.device):
             core.call(*args)
@@ -87,8 +133,9 @@ def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------- grad
 @torch.library.custom_op("hinn::grad", mutates_args=())
-def grad_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float
-            ) -> Tuple[Tensor, Tensor, Tensor]:
+def grad_op(
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float
+) -> Tuple[Tensor, Tensor, Tensor]:
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     H = p.new_empty(p.shape[0])
     gp, gq = torch.empty_like(p), torch.empty_like(q)
@@ -102,14 +149,16 @@ def _(theta, t, p, q, spec, hr):
 
 
 @torch.library.custom_op("hinn::grad_backward", mutates_args=())
-def grad_backward_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, Hb: Tensor, gpb: Tensor, gqb: Tensor,
-                     spec: List[int], hr: float) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def grad_backward_op(
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, Hb: Tensor, gpb: Tensor, gqb: Tensor, spec: List[int], hr: float
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     theta, t, p, q, Hb, gpb, gqb = map(_c, (theta, t, p, q, Hb, gpb, gqb))
     tb, pb, qb, thb = torch.empty_like(t), torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
     if not spec[0]:
         tb.zero_()
-    _launch(core.OP_GRAD_BWD, spec, hr, p, theta=theta, t=t, p=p, q=q, b0=Hb, b1=gpb, b2=gqb,
-            o0=tb, o1=pb, o2=qb, thb=thb)
+    _launch(
+        core.OP_GRAD_BWD, spec, hr, p, theta=theta, t=t, p=p, q=q, b0=Hb, b1=gpb, b2=gqb, o0=tb, o1=pb, o2=qb, thb=thb
+    )
     return tb, pb, qb, thb
 
 
@@ -137,12 +186,27 @@ grad_op.register_autograd(_grad_bwd, setup_context=_grad_setup)
 
 # ----------------------------------------------------------------------------- step
 @torch.library.custom_op("hinn::step", mutates_args=())
-def step_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float,
-            scheme: int) -> Tuple[Tensor, Tensor]:
+def step_op(
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int
+) -> Tuple[Tensor, Tensor]:
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     p1, q1 = torch.empty_like(p), torch.empty_like(q)
-    _launch(core.OP_ROLLOUT_FWD, spec, hr, p, theta=theta, t=t, p=p, q=q, o1=p1, o2=q1,
-            scheme=scheme, h=h, steps=1, trajectory=False)
+    _launch(
+        core.OP_ROLLOUT_FWD,
+        spec,
+        hr,
+        p,
+        theta=theta,
+        t=t,
+        p=p,
+        q=q,
+        o1=p1,
+        o2=q1,
+        scheme=scheme,
+        h=h,
+        steps=1,
+        trajectory=False,
+    )
     return p1, q1
 
 
@@ -152,12 +216,39 @@ def _(theta, t, p, q, spec, hr, h, scheme):
 
 
 @torch.library.custom_op("hinn::step_backward", mutates_args=())
-def step_backward_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, pb: Tensor, qb: Tensor,
-                     spec: List[int], hr: float, h: float, scheme: int) -> Tuple[Tensor, Tensor, Tensor]:
+def step_backward_op(
+    theta: Tensor,
+    t: Tensor,
+    p: Tensor,
+    q: Tensor,
+    pb: Tensor,
+    qb: Tensor,
+    spec: List[int],
+    hr: float,
+    h: float,
+    scheme: int,
+) -> Tuple[Tensor, Tensor, Tensor]:
     theta, t, p, q, pb, qb = map(_c, (theta, t, p, q, pb, qb))
     p0b, q0b, thb = torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
-    _launch(core.OP_ROLLOUT_BWD, spec, hr, p, theta=theta, t=t, p=p, q=q, b1=pb, b2=qb, o1=p0b, o2=q0b,
-            thb=thb, scheme=scheme, h=h, steps=1, trajectory=False)
+    _launch(
+        core.OP_ROLLOUT_BWD,
+        spec,
+        hr,
+        p,
+        theta=theta,
+        t=t,
+        p=p,
+        q=q,
+        b1=pb,
+        b2=qb,
+        o1=p0b,
+        o2=q0b,
+        thb=thb,
+        scheme=scheme,
+        h=h,
+        steps=1,
+        trajectory=False,
+    )
     return p0b, q0b, thb
 
 
@@ -183,13 +274,28 @@ step_op.register_autograd(_step_bwd, setup_context=_step_setup)
 
 # ----------------------------------------------------------------------------- rollout
 @torch.library.custom_op("hinn::rollout", mutates_args=())
-def rollout_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float,
-               scheme: int, steps: int) -> Tuple[Tensor, Tensor]:
+def rollout_op(
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, steps: int
+) -> Tuple[Tensor, Tensor]:
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     P = p.new_empty((steps + 1,) + tuple(p.shape))
     Q = q.new_empty((steps + 1,) + tuple(q.shape))
-    _launch(core.OP_ROLLOUT_FWD, spec, hr, p, theta=theta, t=t, p=p, q=q, o1=P, o2=Q,
-            scheme=scheme, h=h, steps=steps, trajectory=True)
+    _launch(
+        core.OP_ROLLOUT_FWD,
+        spec,
+        hr,
+        p,
+        theta=theta,
+        t=t,
+        p=p,
+        q=q,
+        o1=P,
+        o2=Q,
+        scheme=scheme,
+        h=h,
+        steps=steps,
+        trajectory=True,
+    )
     return P, Q
 
 
@@ -199,13 +305,40 @@ def _(theta, t, p, q, spec, hr, h, scheme, steps):
 
 
 @torch.library.custom_op("hinn::rollout_backward", mutates_args=())
-def rollout_backward_op(theta: Tensor, t: Tensor, P: Tensor, Q: Tensor, Pb: Tensor, Qb: Tensor,
-                        spec: List[int], hr: float, h: float, scheme: int, steps: int
-                        ) -> Tuple[Tensor, Tensor, Tensor]:
+def rollout_backward_op(
+    theta: Tensor,
+    t: Tensor,
+    P: Tensor,
+    Q: Tensor,
+    Pb: Tensor,
+    Qb: Tensor,
+    spec: List[int],
+    hr: float,
+    h: float,
+    scheme: int,
+    steps: int,
+) -> Tuple[Tensor, Tensor, Tensor]:
     theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
     p0b, q0b, thb = torch.empty_like(P[0]), torch.empty_like(Q[0]), torch.empty_like(theta)
-    _launch(core.OP_ROLLOUT_BWD, spec, hr, P[0], theta=theta, t=t, p=P, q=Q, b1=Pb, b2=Qb, o1=p0b, o2=q0b,
-            thb=thb, scheme=scheme, h=h, steps=steps, trajectory=True)
+    _launch(
+        core.OP_ROLLOUT_BWD,
+        spec,
+        hr,
+        P[0],
+        theta=theta,
+        t=t,
+        p=P,
+        q=Q,
+        b1=Pb,
+        b2=Qb,
+        o1=p0b,
+        o2=q0b,
+        thb=thb,
+        scheme=scheme,
+        h=h,
+        steps=steps,
+        trajectory=True,
+    )
     return p0b, q0b, thb
 
 
@@ -223,8 +356,7 @@ def _rollout_setup(ctx, inputs, output):
 
 def _rollout_bwd(ctx, Pb, Qb):
     theta, t, P, Q = ctx.saved_tensors
-    p0b, q0b, thb = rollout_backward_op(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q),
-                                        *ctx.args)
+    p0b, q0b, thb = rollout_backward_op(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args)
     return thb, None, p0b, q0b, None, None, None, None, None
 
 

@@ -23,5 +23,14 @@ def get_system(name: str, **kwargs) -> System:
     return SYSTEMS[name](**kwargs)
 
 
-__all__ = ["SYSTEMS", "System", "get_system", "SpringMass", "Pendulum", "DrivenOscillator", "NBody",
-           "TwoBody", "ThreeBody"]
+__all__ = [
+    "SYSTEMS",
+    "System",
+    "get_system",
+    "SpringMass",
+    "Pendulum",
+    "DrivenOscillator",
+    "NBody",
+    "TwoBody",
+    "ThreeBody",
+]

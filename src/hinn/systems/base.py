@@ -43,8 +43,9 @@ class System:
         """The exact solution at times t (T,) from (p0, q0) (n, d), as (P, Q) of shape (n, T, d), or None."""
         return None
 
-    def trajectories(self, t: Array, p0: Array, q0: Array, rtol: float = 1e-12, atol: float = 1e-12
-                     ) -> Tuple[Array, Array]:
+    def trajectories(
+        self, t: Array, p0: Array, q0: Array, rtol: float = 1e-12, atol: float = 1e-12
+    ) -> Tuple[Array, Array]:
         """Ground truth at times ``t`` (starting at t[0]): the exact solution where one exists, else
         SciPy's DOP853 at tight tolerances over the whole batch at once. Returns (P, Q), each (n, T, d)."""
         t = np.asarray(t, dtype=np.float64)

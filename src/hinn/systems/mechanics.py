@@ -8,7 +8,7 @@ from typing import Tuple
 import numpy as np
 import torch
 
-from .base import Array, System
+from .base import System
 
 
 class SpringMass(System):
@@ -22,7 +22,7 @@ class SpringMass(System):
         self.m, self.k = float(m), float(k)
 
     def hamiltonian(self, t, p, q):
-        return (p ** 2).sum(1) / (2 * self.m) + self.k * (q ** 2).sum(1) / 2
+        return (p**2).sum(1) / (2 * self.m) + self.k * (q**2).sum(1) / 2
 
     def vector_field(self, t, p, q):
         return -self.k * q, p / self.m
@@ -52,16 +52,16 @@ class Pendulum(System):
         self.m, self.l, self.g = float(m), float(l), float(g)
 
     def hamiltonian(self, t, p, q):
-        return (p ** 2).sum(1) / (2 * self.m * self.l ** 2) + self.m * self.g * self.l * (1 - torch.cos(q)).sum(1)
+        return (p**2).sum(1) / (2 * self.m * self.l**2) + self.m * self.g * self.l * (1 - torch.cos(q)).sum(1)
 
     def vector_field(self, t, p, q):
-        return -self.m * self.g * self.l * torch.sin(q), p / (self.m * self.l ** 2)
+        return -self.m * self.g * self.l * torch.sin(q), p / (self.m * self.l**2)
 
     def sample_initial(self, n, rng):
         E = rng.uniform(0.1, 1.5, n) * self.m * self.g * self.l
         qmax = np.arccos(1 - E / (self.m * self.g * self.l))
         q = rng.uniform(-1, 1, n) * qmax
-        p = np.sqrt(2 * self.m * self.l ** 2 * (E - self.m * self.g * self.l * (1 - np.cos(q))))
+        p = np.sqrt(2 * self.m * self.l**2 * (E - self.m * self.g * self.l * (1 - np.cos(q))))
         p *= rng.choice([-1.0, 1.0], n)
         return p[:, None], q[:, None]
 
@@ -81,10 +81,10 @@ class DrivenOscillator(System):
         self.omega, self.force, self.drive = float(omega), float(force), float(drive)
 
     def hamiltonian(self, t, p, q):
-        return ((p ** 2).sum(1) + self.omega ** 2 * (q ** 2).sum(1)) / 2 - self.force * q.sum(1) * torch.cos(self.drive * t)
+        return ((p**2).sum(1) + self.omega**2 * (q**2).sum(1)) / 2 - self.force * q.sum(1) * torch.cos(self.drive * t)
 
     def vector_field(self, t, p, q):
-        return -(self.omega ** 2) * q + self.force * torch.cos(self.drive * t)[:, None], p
+        return -(self.omega**2) * q + self.force * torch.cos(self.drive * t)[:, None], p
 
     def sample_initial(self, n, rng):
         r = rng.uniform(0.2, 1.0, n)
@@ -93,7 +93,7 @@ class DrivenOscillator(System):
 
     def exact(self, t, p0, q0):
         w, F, W = self.omega, self.force, self.drive
-        A = F / (w ** 2 - W ** 2)  # particular solution A cos(Ω t)
+        A = F / (w**2 - W**2)  # particular solution A cos(Ω t)
         t0 = t[0]
         # homogeneous part fitted to the initial state at t0
         qh0 = q0 - A * math.cos(W * t0)
@@ -128,7 +128,7 @@ class NBody(System):
         m = torch.tensor(self.masses, dtype=p.dtype, device=p.device)
         P = p.view(-1, self.n, 2)
         R = q.view(-1, self.n, 2)
-        kin = ((P ** 2).sum(2) / (2 * m)).sum(1)
+        kin = ((P**2).sum(2) / (2 * m)).sum(1)
         pot = torch.zeros_like(kin)
         for i in range(self.n):
             for j in range(i + 1, self.n):
@@ -165,12 +165,12 @@ class TwoBody(NBody):
         m1, m2 = self.masses
         r = rng.uniform(0.5, 1.5, n)
         phi = rng.uniform(0, 2 * np.pi, n)
-        u = np.stack([np.cos(phi), np.sin(phi)], 1)           # direction of body 1
-        v = np.stack([-np.sin(phi), np.cos(phi)], 1)          # its tangent
+        u = np.stack([np.cos(phi), np.sin(phi)], 1)  # direction of body 1
+        v = np.stack([-np.sin(phi), np.cos(phi)], 1)  # its tangent
         M = m1 + m2
         # separation s = r (1 + m1/m2) when body 1 is at r from the centre of mass
         s = r * M / m2
-        omega = np.sqrt(self.G * M / s ** 3) * (1 + 0.05 * rng.standard_normal(n))
+        omega = np.sqrt(self.G * M / s**3) * (1 + 0.05 * rng.standard_normal(n))
         r1 = u * (r * 1.0)[:, None]
         r2 = -u * (r * m1 / m2)[:, None]
         v1 = v * (omega * r)[:, None]
