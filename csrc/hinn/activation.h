@@ -33,7 +33,20 @@ HINN_HD void act_scalar(int act, S z, S& s, S& d1, S& d2) {
 }
 
 #if !defined(__CUDACC__)
-constexpr double inv_factorial(int k) { return k <= 1 ? 1.0 : inv_factorial(k - 1) / k; }
+// 1/k!, k = 0..15, computed at compile time (a constexpr function called in the loop was evaluated at
+// run time: 9 % of the float64 profile).
+struct InvFactorials {
+  double c[16];
+  constexpr InvFactorials() : c{} {
+    double f = 1;
+    c[0] = 1;
+    for (int k = 1; k < 16; ++k) {
+      f /= k;
+      c[k] = f;
+    }
+  }
+};
+inline constexpr InvFactorials kInvFactorial{};
 
 // expm1 for packs, y <= 0 (all tanh needs), accurate to a few ulp in float and double:
 // y = n ln2 + r with |r| <= ln2/2 (Cody–Waite split of ln2), expm1(r) by its Taylor polynomial
@@ -52,8 +65,9 @@ HINN_HD V expm1_nonpositive(V y) {
   V n = (y * log2e + magic) - magic;  // round to nearest
   V r = (y - n * ln2_hi) - n * ln2_lo;
   // Horner on r: 1/1! + r (1/2! + r (...)); 1/k! are exact-enough compile-time constants
-  V poly = splat<V>(S(inv_factorial(deg)));
-  for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(inv_factorial(k));
+  V poly = splat<V>(S(kInvFactorial.c[deg]));
+#pragma GCC unroll 16
+  for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(kInvFactorial.c[k]);
   const V em_r = poly * r;
   // 2^n from the exponent bits
   using I = typename std::conditional<dbl, long long, int>::type;
