@@ -1,5 +1,7 @@
 """Shared test settings: dtypes, devices, tolerances, helpers. The global default dtype is never changed."""
 
+import copy
+
 import pytest
 import torch
 
@@ -34,6 +36,11 @@ def random_net(dim, width, depth, time_dependent, activation, seed, dtype=torch.
     with torch.no_grad():
         net.theta.mul_(scale)
     return net
+
+
+def converted(net, dtype=None, device=None):
+    """A copy of ``net`` with its parameters in another dtype and/or on another device."""
+    return copy.deepcopy(net).to(dtype=dtype, device=device)
 
 
 def random_state(n, dim, seed, dtype=torch.float64, device="cpu"):

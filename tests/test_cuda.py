@@ -4,7 +4,7 @@ is not)."""
 
 import pytest
 import torch
-from conftest import RTOL, random_net, random_state, rel_err
+from conftest import RTOL, converted, random_net, random_state, rel_err
 
 import hinn
 from hinn.backends import fused_available
@@ -30,22 +30,6 @@ def _run(net, t, p, q, scheme, steps=4):
     return (H, gp, gq, P, Q) + torch.autograd.grad(loss, [p, q, net.theta])
 
 
-def _moved(net, dtype, device):
-    other = hinn.HamiltonianNet(
-        net.dim,
-        width=net.width,
-        depth=net.depth,
-        time_dependent=net.time_dependent,
-        activation=net.activation,
-        resnet_step=net.resnet_step,
-        dtype=dtype,
-        device=device,
-    )
-    with torch.no_grad():
-        other.theta.copy_(net.theta)
-    return other
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
 @pytest.mark.parametrize("cfg", GRID, ids=[str(c) for c in GRID])
@@ -55,8 +39,8 @@ def test_cuda_matches_oracle_and_cpu(cfg, scheme, dtype):
     with hinn.set_backend("hessquik"):
         ref = _run(ref_net, t, p, q, scheme)
     with hinn.set_backend("fused"):
-        cpu = _run(_moved(ref_net, dtype, "cpu"), t.to(dtype), p.to(dtype), q.to(dtype), scheme)
-        gpu = _run(_moved(ref_net, dtype, "cuda"), *(x.to(dtype=dtype, device="cuda") for x in (t, p, q)), scheme)
+        cpu = _run(converted(ref_net, dtype, "cpu"), t.to(dtype), p.to(dtype), q.to(dtype), scheme)
+        gpu = _run(converted(ref_net, dtype, "cuda"), *(x.to(dtype=dtype, device="cuda") for x in (t, p, q)), scheme)
     for i, (g, r, c) in enumerate(zip(gpu, ref, cpu)):
         assert rel_err(g, r) <= RTOL[dtype], f"output {i} vs oracle"
         assert rel_err(g, c) <= RTOL[dtype], f"output {i} vs CPU fused"
@@ -97,7 +81,7 @@ def test_non_default_stream():
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second GPU")
 def test_second_device():
     net0 = random_net(2, 4, 3, True, "tanh", 0, device="cuda:0")
-    net1 = _moved(net0, torch.float64, "cuda:1")
+    net1 = converted(net0, torch.float64, "cuda:1")
     net0.backend = net1.backend = "fused"
     t, p, q = random_state(1000, 2, 4)
     a = net0.grad(t.cuda(0), p.cuda(0), q.cuda(0))

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import BACKENDS, RTOL, random_net, random_state, rel_err
+from conftest import BACKENDS, RTOL, converted, random_net, random_state, rel_err
 
 import hinn
 
@@ -20,21 +20,6 @@ GRID = [
 
 def _oracle(cfg, seed):
     return random_net(*cfg, seed)
-
-
-def _cast(net, dtype):
-    other = hinn.HamiltonianNet(
-        net.dim,
-        width=net.width,
-        depth=net.depth,
-        time_dependent=net.time_dependent,
-        activation=net.activation,
-        resnet_step=net.resnet_step,
-        dtype=dtype,
-    )
-    with torch.no_grad():
-        other.theta.copy_(net.theta)
-    return other
 
 
 def _grads_of_value_and_grad(net, t, p, q):
@@ -77,7 +62,7 @@ def test_value_and_grad(cfg, dtype, backend, cpu_isa):
     t, p, q = random_state(33, cfg[0], 1)
     with hinn.set_backend("hessquik"):
         ref = _grads_of_value_and_grad(ref_net, t, p, q)
-    net = _cast(ref_net, dtype)
+    net = converted(ref_net, dtype)
     with hinn.set_backend(backend):
         got = _grads_of_value_and_grad(net, t.to(dtype), p.to(dtype), q.to(dtype))
     _compare(got, ref, RTOL[dtype], f"{backend} {cfg}")
@@ -105,7 +90,7 @@ def test_fused_float32_rollout(scheme, cpu_isa):
     t, p, q = random_state(50, 2, 5)
     with hinn.set_backend("hessquik"):
         ref = _grads_of_rollout(ref_net, t, p, q, scheme, 5)
-    net = _cast(ref_net, torch.float32)
+    net = converted(ref_net, torch.float32)
     with hinn.set_backend("fused"):
         got = _grads_of_rollout(net, t.float(), p.float(), q.float(), scheme, 5)
     _compare(got, ref, 1e-5, f"fused float32 rollout {scheme}")
