@@ -71,6 +71,14 @@ def test_non_finite_inputs(net, backend, bad):
         hinn.step(net, 0.0, p, q.nan_to_num(), float("inf"))
 
 
+def test_huge_finite_inputs_are_accepted():
+    # their sum overflows to infinity, but nothing is NaN or infinite
+    net = hinn.HamiltonianNet(1, width=2, depth=1, dtype=torch.float32)
+    p = torch.full((4, 1), 3e38)
+    gp, gq = net.grad(0.0, p, p)
+    assert gp.shape == (4, 1)
+
+
 def test_unknown_names(net):
     p, q = state()
     with pytest.raises(
