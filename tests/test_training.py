@@ -148,6 +148,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(["eval", out]) == 0
     m2 = json.load(open(os.path.join(out, "metrics.json")))
     assert m2["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-12)
+    assert main(["eval", out, "--backend", "hessquik"]) == 0  # the oracle evaluates the same run
+    m3 = json.load(open(os.path.join(out, "metrics.json")))
+    assert m3["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-9)
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"epochs": 2, "sizes": [40, 10, 10], "steps": 10, "depth": 1}))
     out2 = str(tmp_path / "run2")

@@ -95,7 +95,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from .experiments import evaluate_dir
 
-    _print_metrics(evaluate_dir(args.run_dir), args.run_dir)
+    _print_metrics(evaluate_dir(args.run_dir, backend=args.backend), args.run_dir)
     return 0
 
 
@@ -173,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate a run folder again (metrics and figures)")
     ev.add_argument("run_dir")
+    ev.add_argument("--backend", choices=list(backends.BACKENDS), help="evaluate with this backend")
     ev.set_defaults(func=_eval)
 
     rp = sub.add_parser("reproduce", help="the poster's experiments with its settings")

@@ -81,10 +81,14 @@ def run(
     return metrics
 
 
-def evaluate_dir(run_dir: str, figures: bool = True) -> Dict:
+def evaluate_dir(run_dir: str, figures: bool = True, backend: Optional[str] = None) -> Dict:
+    """Metrics and figures of a run folder again; ``backend`` overrides the one it was trained with."""
     with open(os.path.join(run_dir, "config.json")) as f:
         cfg = TrainConfig.from_dict(json.load(f))
-    return evaluate_run(load_run(run_dir), cfg, run_dir, figures)
+    result = load_run(run_dir)
+    if backend is not None:
+        result.net.backend = backend
+    return evaluate_run(result, cfg, run_dir, figures)
 
 
 def poster_config(name: str, **overrides) -> TrainConfig:
