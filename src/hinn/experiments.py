@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Dict, Optional
 
 from .data import POSTER_SIZES
-from .metrics import evaluate, learned_energy, predict
+from .metrics import evaluate, rollouts
 from .plots import make_figures
 from .systems import get_system
 from .train import TrainConfig, TrainResult, load_run, train
@@ -36,22 +36,26 @@ POSTER = {
 }
 
 
-def evaluate_run(result: TrainResult, cfg: TrainConfig, run_dir: Optional[str], figures: bool = True) -> Dict:
+def evaluate_run(
+    result: TrainResult, cfg: TrainConfig, run_dir: Optional[str], figures: bool = True, extra: Optional[Dict] = None
+) -> Dict:
+    """Metrics (plus ``extra``) of a trained run; with ``run_dir``, written to metrics.json with figures."""
     system = get_system(cfg.system)
     test = result.data.test
-    metrics = evaluate(result.net, system, test, cfg.scheme)
+    arrays = rollouts(result.net, system, test, cfg.scheme)
+    metrics = evaluate(result.net, system, test, cfg.scheme, arrays=arrays)
+    metrics.update(extra or {})
     if run_dir:
         if figures:
-            P, Q = predict(result.net, test, cfg.scheme)
             make_figures(
                 run_dir,
                 system,
                 test,
-                P,
-                Q,
-                system.energy(test.t, test.P, test.Q),
-                system.energy(test.t, P, Q),
-                learned_energy(result.net, test.t, test.P, test.Q),
+                arrays["P"],
+                arrays["Q"],
+                arrays["E_true"],
+                arrays["E_pred"],
+                arrays["H_learned_true"],
                 result.history,
             )
         with open(os.path.join(run_dir, "metrics.json"), "w") as f:
@@ -66,19 +70,13 @@ def run(
     start = time.perf_counter()
     result = train(cfg, run_dir, resume=resume, progress=progress)
     wall = time.perf_counter() - start
-    metrics = evaluate_run(result, cfg, run_dir, figures)
-    metrics.update(
-        {
-            "train_seconds": wall,
-            "backend": result.net.backend_name(),
-            "epochs_run": len(result.history),
-            "stopped_early": result.stopped_early,
-        }
-    )
-    if run_dir:
-        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-            json.dump(metrics, f, indent=1)
-    return metrics
+    extra = {
+        "train_seconds": wall,
+        "backend": result.net.backend_name(),
+        "epochs_run": len(result.history),
+        "stopped_early": result.stopped_early,
+    }
+    return evaluate_run(result, cfg, run_dir, figures, extra)
 
 
 def evaluate_dir(run_dir: str, figures: bool = True, backend: Optional[str] = None) -> Dict:

@@ -3,7 +3,7 @@ with the ground truth."""
 
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -42,8 +42,30 @@ def learned_energy(net, t: np.ndarray, P: np.ndarray, Q: np.ndarray) -> np.ndarr
     return H.double().reshape(n, T).numpy()
 
 
-def evaluate(net, system: System, test: Trajectories, scheme: str, vpt_threshold: float = 0.1) -> Dict:
-    """Metrics of ``net`` on the test trajectories.
+def rollouts(net, system: System, test: Trajectories, scheme: str) -> Dict[str, np.ndarray]:
+    """What the metrics and the figures are computed from: the learned rollouts ``P``, ``Q`` (n, T, d),
+    the true energy along them (``E_pred``) and along the truth (``E_true``), and the learned H along
+    them (``H_learned_pred``) and along the truth (``H_learned_true``), each (n, T)."""
+    P, Q = predict(net, test, scheme)
+    return {
+        "P": P,
+        "Q": Q,
+        "E_pred": system.energy(test.t, P, Q),
+        "E_true": system.energy(test.t, test.P, test.Q),
+        "H_learned_pred": learned_energy(net, test.t, P, Q),
+        "H_learned_true": learned_energy(net, test.t, test.P, test.Q),
+    }
+
+
+def evaluate(
+    net,
+    system: System,
+    test: Trajectories,
+    scheme: str,
+    vpt_threshold: float = 0.1,
+    arrays: Optional[Dict[str, np.ndarray]] = None,
+) -> Dict:
+    """Metrics of ``net`` on the test trajectories (from ``arrays`` = :func:`rollouts` when given).
 
     * ``rollout_mse``: mean over time, trajectories and components of (x̂ − x)², x = (p, q);
     * ``energy_mse``: mean over time and trajectories of (H(x̂) − H(x))², H the true Hamiltonian (the HNN
@@ -54,12 +76,11 @@ def evaluate(net, system: System, test: Trajectories, scheme: str, vpt_threshold
     * ``vpt``: mean valid prediction time (first time the relative state error exceeds ``vpt_threshold``),
       with ``horizon`` the length of the test trajectories.
     """
-    P, Q = predict(net, test, scheme)
+    a = arrays if arrays is not None else rollouts(net, system, test, scheme)
+    P, Q, E_pred, E_true, Hl = a["P"], a["Q"], a["E_pred"], a["E_true"], a["H_learned_pred"]
     X, Xt = np.concatenate([P, Q], 2), np.concatenate([test.P, test.Q], 2)
-    E_pred, E_true = system.energy(test.t, P, Q), system.energy(test.t, test.P, test.Q)
-    Hl = learned_energy(net, test.t, P, Q)
     drift = np.abs(Hl - Hl[:, :1]).max(1)
-    spread = learned_energy(net, test.t, test.P, test.Q).std()
+    spread = a["H_learned_true"].std()
     vpt = valid_prediction_time(test.t, X, Xt, vpt_threshold)
     finite = bool(np.isfinite(X).all())
     return {
