@@ -113,54 +113,17 @@ def kernel_only(d, w, L, N, dtype, threads, scheme="symplectic_euler"):
     """The compiled kernels of one training step (step forward + its backward) called directly through
     hinn._core, without the custom-op and autograd layers: time and GFLOP/s by the FLOP model."""
     from hinn.backends import fused
-    from hinn.integrators import get_scheme
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = hinn.HamiltonianNet(d, width=w, depth=L, dtype=dtype)
     th = net.theta.detach()
     t, p, q = torch.rand(N, dtype=dtype), torch.randn(N, d, dtype=dtype), torch.randn(N, d, dtype=dtype)
-    p1, q1, pb, qb, thb = (
-        torch.empty_like(p),
-        torch.empty_like(q),
-        torch.empty_like(p),
-        torch.empty_like(q),
-        torch.empty_like(th),
-    )
-    spec, code = fused._spec(net), get_scheme(scheme).code
+    spec, code = fused.spec_of(net), fused.core.SCHEMES[scheme]
 
-    def run():
-        fused._launch(
-            fused.core.OP_ROLLOUT_FWD,
-            spec,
-            net.resnet_step,
-            p,
-            theta=th,
-            t=t,
-            p=p,
-            q=q,
-            o1=p1,
-            o2=q1,
-            scheme=code,
-            h=0.1,
-        )
-        fused._launch(
-            fused.core.OP_ROLLOUT_BWD,
-            spec,
-            net.resnet_step,
-            p,
-            theta=th,
-            t=t,
-            p=p,
-            q=q,
-            b1=p1,
-            b2=q1,
-            o1=pb,
-            o2=qb,
-            thb=thb,
-            scheme=code,
-            h=0.1,
-        )
+    def run():  # the forward and backward ops themselves, no autograd graph
+        p1, q1 = fused.step_op(th, t, p, q, spec, net.resnet_step, 0.1, code)
+        fused.step_backward_op(th, t, p, q, p1, q1, spec, net.resnet_step, 0.1, code)
 
     ms = _time(run) * 1e3
     return {

@@ -1,18 +1,68 @@
-// The whole Python surface of hinn._core: one positional entry point over raw pointers (DESIGN §4).
-// Kept thin on purpose: this is the slowest translation unit to compile.
+// The whole Python surface of hinn._core (DESIGN §4): a network description, one entry point that takes
+// every argument by name, and the codes the Python layer needs. Kept thin on purpose: this is the slowest
+// translation unit to compile; checks live in validate.cpp.
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <string>
 
 #include "cpu.h"
+#include "hinn/integrators.h"
 
 namespace py = pybind11;
 
 namespace {
 
-void call(int op, int d, int time, int width, int depth, int act, double hr, int dtype, int nthreads,
-          long N, int scheme, double h, long steps, bool trajectory, std::uintptr_t theta, std::uintptr_t t,
-          std::uintptr_t p, std::uintptr_t q, std::uintptr_t b0, std::uintptr_t b1, std::uintptr_t b2,
-          std::uintptr_t o0, std::uintptr_t o1, std::uintptr_t o2, std::uintptr_t thb, bool cuda,
-          std::uintptr_t stream, int deterministic) {
+using hinn::CallArgs;
+
+// (ptr, numel) pairs and scalars by name: an unknown or misspelled name is an error, so that no two
+// arguments can be swapped unnoticed.
+void set_arg(CallArgs& a, const std::string& k, py::handle v) {
+  auto buf = [&](std::uintptr_t& ptr, long& n) {
+    auto tup = v.cast<py::tuple>();
+    if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
+    ptr = tup[0].cast<std::uintptr_t>();
+    n = tup[1].cast<long>();
+  };
+  if (k == "theta") buf(a.theta, a.n_theta);
+  else if (k == "t") buf(a.t, a.n_t);
+  else if (k == "p") buf(a.p, a.n_p);
+  else if (k == "q") buf(a.q, a.n_q);
+  else if (k == "in_b0") buf(a.in_b0, a.n_in_b0);
+  else if (k == "in_b1") buf(a.in_b1, a.n_in_b1);
+  else if (k == "in_b2") buf(a.in_b2, a.n_in_b2);
+  else if (k == "out0") buf(a.out0, a.n_out0);
+  else if (k == "out1") buf(a.out1, a.n_out1);
+  else if (k == "out2") buf(a.out2, a.n_out2);
+  else if (k == "thb") buf(a.thb, a.n_thb);
+  else if (k == "dtype") a.dtype = v.cast<int>();
+  else if (k == "nthreads") a.nthreads = v.cast<int>();
+  else if (k == "N") a.N = v.cast<long>();
+  else if (k == "scheme") a.scheme = v.cast<int>();
+  else if (k == "h") a.h = v.cast<double>();
+  else if (k == "steps") a.steps = v.cast<long>();
+  else if (k == "trajectory") a.trajectory = v.cast<bool>();
+  else if (k == "cuda") a.cuda = v.cast<bool>();
+  else if (k == "stream") a.stream = v.cast<std::uintptr_t>();
+  else if (k == "deterministic") a.deterministic = v.cast<bool>();
+  else throw py::value_error("hinn._core.call: unknown argument '" + k + "'");
+}
+
+void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
+  CallArgs a;
+  for (auto item : kw) set_arg(a, item.first.cast<std::string>(), item.second);
+  if (op < 0 || op > static_cast<int>(hinn::Op::RolloutBwd))
+    throw py::value_error("hinn._core.call: unknown operation " + std::to_string(op));
+  py::gil_scoped_release nogil;
+  hinn::run(static_cast<hinn::Op>(op), nd, a);
+}
+
+hinn::NetDesc make_desc(int d, int time, int width, int depth, int act, double hr) {
+  if (d < 1 || width < 1 || depth < 0 || (time != 0 && time != 1) || act < 0 || act >= hinn::kNumActivations ||
+      !std::isfinite(hr))
+    throw py::value_error("NetDesc: need d >= 1, width >= 1, depth >= 0, time 0 or 1, a known activation code "
+                          "and a finite residual step");
   hinn::NetDesc nd;
   nd.d = d;
   nd.time = time;
@@ -20,54 +70,49 @@ void call(int op, int d, int time, int width, int depth, int act, double hr, int
   nd.depth = depth;
   nd.act = act;
   nd.hr = hr;
-  hinn::CallArgs a;
-  a.dtype = dtype;
-  a.nthreads = nthreads;
-  a.N = N;
-  a.scheme = scheme;
-  a.h = h;
-  a.steps = steps;
-  a.trajectory = trajectory;
-  a.theta = theta;
-  a.t = t;
-  a.p = p;
-  a.q = q;
-  a.in_b0 = b0;
-  a.in_b1 = b1;
-  a.in_b2 = b2;
-  a.out0 = o0;
-  a.out1 = o1;
-  a.out2 = o2;
-  a.thb = thb;
-  a.stream = stream;
-  a.deterministic = deterministic;
-  py::gil_scoped_release nogil;
-  if (cuda) {
-#ifdef HINN_WITH_CUDA
-    hinn::cuda_call(static_cast<hinn::Op>(op), nd, a);
-#else
-    throw std::runtime_error("hinn._core was built without CUDA");
-#endif
-  } else {
-    hinn::cpu_call(static_cast<hinn::Op>(op), nd, a);
-  }
+  return nd;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "hinn compiled core: fused Hamiltonian network, integrator steps and rollouts (raw pointers).";
-  m.def("call", &call, "Run one fused operation; see csrc/cpu.h for the argument contract.");
+  py::class_<hinn::NetDesc>(m, "NetDesc", "The structure of a network, as the kernels see it.")
+      .def(py::init(&make_desc), py::kw_only(), py::arg("d"), py::arg("time"), py::arg("width"), py::arg("depth"),
+           py::arg("act"), py::arg("hr"))
+      .def_readonly("d", &hinn::NetDesc::d)
+      .def_readonly("time", &hinn::NetDesc::time)
+      .def_readonly("width", &hinn::NetDesc::width)
+      .def_readonly("depth", &hinn::NetDesc::depth)
+      .def_readonly("act", &hinn::NetDesc::act)
+      .def_readonly("hr", &hinn::NetDesc::hr)
+      .def_property_readonly("n_params", &hinn::NetDesc::n_params);
+  m.def("call", &call, py::arg("op"), py::arg("desc"),
+        "Run one fused operation. Buffers are (data_ptr, numel) pairs, every argument by name; "
+        "see csrc/cpu.h for the contract. Raises ValueError for any inconsistent argument.");
 #ifdef HINN_WITH_CUDA
   m.attr("has_cuda") = true;
 #else
   m.attr("has_cuda") = false;
 #endif
-  m.def("cpu_isa", &hinn::cpu_isa, "The CPU kernels in use: 'avx512' or 'generic' (AVX2+FMA).");
+  m.def("cpu_isa", &hinn::cpu_isa, "The CPU kernels in use: 'avx512', 'generic' (AVX2+FMA), 'baseline' or 'scalar'.");
+  m.def("cpu_isas", &hinn::cpu_isas, "The CPU kernel builds this processor can run.");
   m.def("set_cpu_isa", [](const std::string& n) { hinn::set_cpu_isa(n.c_str()); },
-        "Choose the CPU kernels ('avx512' or 'generic'); also settable with HINN_CPU_ISA.");
-  m.attr("OP_GRAD_FWD") = static_cast<int>(hinn::Op::GradFwd);
-  m.attr("OP_GRAD_BWD") = static_cast<int>(hinn::Op::GradBwd);
-  m.attr("OP_ROLLOUT_FWD") = static_cast<int>(hinn::Op::RolloutFwd);
-  m.attr("OP_ROLLOUT_BWD") = static_cast<int>(hinn::Op::RolloutBwd);
+        "Choose the CPU kernels; also settable with HINN_CPU_ISA at import.");
+  py::dict ops;
+  ops["grad"] = static_cast<int>(hinn::Op::GradFwd);
+  ops["grad_backward"] = static_cast<int>(hinn::Op::GradBwd);
+  ops["rollout"] = static_cast<int>(hinn::Op::RolloutFwd);
+  ops["rollout_backward"] = static_cast<int>(hinn::Op::RolloutBwd);
+  m.attr("OPS") = ops;
+  py::dict schemes, acts;
+  for (int i = 0; i < hinn::kNumSchemes; ++i) schemes[hinn::kSchemeNames[i]] = i;
+  for (int i = 0; i < hinn::kNumActivations; ++i) acts[hinn::kActivationNames[i]] = i;
+  m.attr("SCHEMES") = schemes;
+  m.attr("ACTIVATIONS") = acts;
+  m.attr("DTYPES") = py::dict(py::arg("float32") = static_cast<int>(hinn::kFloat32),
+                              py::arg("float64") = static_cast<int>(hinn::kFloat64));
+  // The instruction-set choice happens here, at import: a bad HINN_CPU_ISA fails the import with its
+  // message instead of aborting the interpreter during static initialisation.
+  hinn::init_cpu_isa();
 }

@@ -1,6 +1,8 @@
 // The narrow, torch-free interface between the binding and the drivers.
 #pragma once
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "hinn/network.h"
 
@@ -28,14 +30,28 @@ struct CallArgs {
   std::uintptr_t out0 = 0, out1 = 0, out2 = 0, thb = 0;
   std::uintptr_t stream = 0;  // CUDA stream (cudaStream_t), 0 = default
   int deterministic = 0;
+  bool cuda = false;
+  // element counts of the buffers above, as the caller allocated them (checked by validate())
+  long n_theta = 0, n_t = 0, n_p = 0, n_q = 0, n_in_b0 = 0, n_in_b1 = 0, n_in_b2 = 0;
+  long n_out0 = 0, n_out1 = 0, n_out2 = 0, n_thb = 0;
 };
+
+// Throws std::invalid_argument unless the structure, the scalars and every buffer an operation reads or
+// writes are consistent (sizes against the structure, non-null where needed). The drivers trust what
+// passed it: this is the one check between a raw pointer and an out-of-bounds access.
+void validate(Op op, const NetDesc& nd, const CallArgs& a);
+// validate(), then the CPU or CUDA driver.
+void run(Op op, const NetDesc& nd, const CallArgs& a);
 
 // The CPU kernels, compiled per instruction set; cpu_call runs the best one this processor supports
 // (or the one named by set_cpu_isa / the HINN_CPU_ISA environment variable).
 void cpu_call(Op op, const NetDesc& nd, const CallArgs& a);
-// "avx512", "generic" (AVX2+FMA on x86-64-v3 builds) or "scalar" (the CUDA thread's arithmetic, never
-// chosen by default); set_cpu_isa throws for an unusable name.
+// "avx512" (x86-64-v4), "generic" (AVX2+FMA, x86-64-v3; the portable build elsewhere), "baseline"
+// (any x86-64) or "scalar" (the CUDA thread's arithmetic, never chosen by default). init_cpu_isa (at
+// import) reads HINN_CPU_ISA; it and set_cpu_isa throw std::invalid_argument for an unusable name.
+void init_cpu_isa();
 const char* cpu_isa();
+std::vector<std::string> cpu_isas();
 void set_cpu_isa(const char* name);
 void cpu_call_impl(Op op, const NetDesc& nd, const CallArgs& a);  // inside one ISA build
 #ifdef HINN_WITH_CUDA
@@ -47,5 +63,6 @@ void cuda_call(Op op, const NetDesc& nd, const CallArgs& a);
 // The per-ISA entry points (nd: const NetDesc*, a: const CallArgs*).
 extern "C" void hinn_cpu_call_generic(int op, const void* nd, const void* a);
 extern "C" void hinn_cpu_call_avx512(int op, const void* nd, const void* a);
+extern "C" void hinn_cpu_call_baseline(int op, const void* nd, const void* a);
 // one sample per value, runtime width: the arithmetic of a CUDA thread, for testing it on the CPU
 extern "C" void hinn_cpu_call_scalar(int op, const void* nd, const void* a);

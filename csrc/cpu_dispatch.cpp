@@ -1,4 +1,7 @@
-// Run-time choice between the CPU kernel builds (see cpu.h).
+// Run-time choice between the CPU kernel builds (see cpu.h). The choice is made once at import
+// (init_cpu_isa, from HINN_CPU_ISA or the processor) and may be changed with set_cpu_isa; it is an
+// atomic, so a call running without the GIL never reads it torn.
+#include <atomic>
 #include <cstdlib>
 #include <stdexcept>
 #include <string>
@@ -8,46 +11,104 @@
 namespace hinn {
 namespace {
 
-bool avx512_usable() {
-#if defined(HINN_HAVE_AVX512_KERNELS) && (defined(__x86_64__) || defined(_M_X64))
+enum Isa : int { kBaseline, kGeneric, kAvx512, kScalar };
+
+bool x86_has(const char* what) {
+#if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
-#else
+  const std::string w(what);
+  if (w == "avx2") return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  if (w == "avx512")
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+#endif
+  (void)what;
   return false;
+}
+
+// Which builds exist in this module and run on this processor.
+bool usable(Isa isa) {
+#if defined(HINN_HAVE_X86_BUILDS)
+  switch (isa) {
+    case kBaseline: return true;
+    case kGeneric:
+    case kScalar: return x86_has("avx2");  // compiled for x86-64-v3
+    case kAvx512: return x86_has("avx512");
+  }
+  return false;
+#else
+  return isa == kGeneric || isa == kScalar;  // one portable build of each
 #endif
 }
 
-enum Isa { kGeneric, kAvx512, kScalar };
+const char* name_of(Isa isa) {
+  switch (isa) {
+    case kBaseline: return "baseline";
+    case kGeneric: return "generic";
+    case kAvx512: return "avx512";
+    case kScalar: return "scalar";
+  }
+  return "?";
+}
 
 Isa parse(const std::string& n) {
-  if (n == "generic") return kGeneric;
-  if (n == "scalar") return kScalar;
-  if (n == "avx512") {
-    if (!avx512_usable()) throw std::invalid_argument("this processor or build has no AVX-512 kernels");
-    return kAvx512;
+  for (Isa isa : {kBaseline, kGeneric, kAvx512, kScalar}) {
+    if (n != name_of(isa)) continue;
+    if (!usable(isa))
+      throw std::invalid_argument("the '" + n + "' CPU kernels cannot run on this processor or are not in this build");
+    return isa;
   }
-  throw std::invalid_argument("unknown CPU instruction set '" + n + "'; valid: generic, avx512, scalar");
+  throw std::invalid_argument("unknown CPU instruction set '" + n + "'; valid: baseline, generic, avx512, scalar");
 }
 
-Isa initial_choice() {
-  const char* env = std::getenv("HINN_CPU_ISA");
-  if (env && *env) return parse(env);  // a bad value fails the module's import with this message
-  return avx512_usable() ? kAvx512 : kGeneric;
+Isa best() {
+  if (usable(kAvx512)) return kAvx512;
+  if (usable(kGeneric)) return kGeneric;
+  return kBaseline;
 }
 
-Isa current = initial_choice();
+std::atomic<int> current{-1};  // -1: not chosen yet (init_cpu_isa runs at import)
+
+Isa now() {
+  int c = current.load(std::memory_order_relaxed);
+  if (c < 0) {
+    c = best();
+    current.store(c, std::memory_order_relaxed);
+  }
+  return static_cast<Isa>(c);
+}
 
 }  // namespace
 
-const char* cpu_isa() { return current == kAvx512 ? "avx512" : current == kScalar ? "scalar" : "generic"; }
+void init_cpu_isa() {
+  const char* env = std::getenv("HINN_CPU_ISA");
+  Isa isa = best();
+  if (env && *env) {
+    try {
+      isa = parse(env);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("HINN_CPU_ISA: ") + e.what());
+    }
+  }
+  current.store(isa);
+}
 
-void set_cpu_isa(const char* name) { current = parse(name); }
+const char* cpu_isa() { return name_of(now()); }
+
+std::vector<std::string> cpu_isas() {
+  std::vector<std::string> out;
+  for (Isa isa : {kBaseline, kGeneric, kAvx512, kScalar})
+    if (usable(isa)) out.push_back(name_of(isa));
+  return out;
+}
+
+void set_cpu_isa(const char* name) { current.store(parse(name)); }
 
 void cpu_call(Op op, const NetDesc& nd, const CallArgs& a) {
-  switch (current) {
-#ifdef HINN_HAVE_AVX512_KERNELS
+  switch (now()) {
+#if defined(HINN_HAVE_X86_BUILDS)
     case kAvx512: return hinn_cpu_call_avx512(static_cast<int>(op), &nd, &a);
+    case kBaseline: return hinn_cpu_call_baseline(static_cast<int>(op), &nd, &a);
 #endif
     case kScalar: return hinn_cpu_call_scalar(static_cast<int>(op), &nd, &a);
     default: return hinn_cpu_call_generic(static_cast<int>(op), &nd, &a);

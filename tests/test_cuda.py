@@ -92,5 +92,5 @@ def test_second_device():
 
 def test_cpu_tensors_with_cuda_net_are_rejected():
     net = random_net(1, 3, 2, True, "tanh", 0, device="cuda")
-    with pytest.raises(ValueError, match="the state is on cpu but the network's parameters are on cuda"):
+    with pytest.raises(ValueError, match="the state is on cpu but the model's parameters are on cuda"):
         net.grad(0.0, torch.zeros(3, 1, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64))

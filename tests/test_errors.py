@@ -38,7 +38,7 @@ def test_mixed_dtypes(net, backend):
     p, q = state()
     with pytest.raises(TypeError, match="p has dtype torch.float64 but q has torch.float32"):
         net(0.0, p, q.float())
-    with pytest.raises(TypeError, match="network's parameters have torch.float64"):
+    with pytest.raises(TypeError, match="model's parameters have torch.float64"):
         net(0.0, p.float(), q.float())
     with pytest.raises(TypeError, match="expected torch.float32 or torch.float64"):
         net(0.0, p.long(), q.long())

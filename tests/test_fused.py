@@ -14,7 +14,7 @@ pytestmark = requires_fused
 def _args(dtype=torch.float64, n=11, cfg=(2, 4, 3, True, "tanh")):
     net = random_net(*cfg, 0, dtype=dtype)
     t, p, q = random_state(n, cfg[0], 1, dtype=dtype)
-    return net, t, p, q, fused._spec(net), net.resnet_step
+    return net, t, p, q, fused.spec_of(net), net.resnet_step
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -38,7 +38,7 @@ def test_opcheck_every_op(dtype):
 @pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
 def test_gradcheck_step_and_rollout(scheme):
     net, t, p, q, spec, hr = _args(n=3, cfg=(1, 3, 2, True, "softplus"))
-    code = hinn.get_scheme(scheme).code
+    code = fused.core.SCHEMES[scheme]
     th = net.theta.detach().clone().requires_grad_()
     pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b, c: fused.step_op(a, t, b, c, spec, hr, 0.1, code), (th, pr, qr))
@@ -114,7 +114,7 @@ def test_missing_core_error(monkeypatch):
     monkeypatch.setattr(fused, "core", None)
     monkeypatch.setattr(fused, "import_error", ImportError("simulated"))
     net = hinn.HamiltonianNet(1, backend="fused")
-    with pytest.raises(RuntimeError, match="compiled core, which failed to import .*simulated"):
+    with pytest.raises(RuntimeError, match="'fused' backend cannot run here .*simulated"):
         net.grad(0.0, torch.zeros(2, 1), torch.zeros(2, 1))
 
 
@@ -122,8 +122,17 @@ def test_cuda_build_matches_visible_gpu():
     # a GPU machine with a CPU-only core would silently fall back to slower backends: make it loud
     if torch.cuda.is_available():
         assert fused.core.has_cuda, "torch sees a GPU but hinn._core was built without CUDA (HINN_CUDA=ON)"
-    else:
-        assert isinstance(fused.core.has_cuda, bool)
+        return
+    # without a GPU, a CUDA call is an error (no CUDA in this build, or no device), never a crash
+    t = torch.zeros(1, dtype=torch.float64)
+    p = torch.zeros(1, 1, dtype=torch.float64)
+    desc = fused.core.NetDesc(d=1, time=1, width=1, depth=0, act=0, hr=1.0)
+    th = torch.zeros(desc.n_params, dtype=torch.float64)
+    buf = lambda x: (x.data_ptr(), x.numel())  # noqa: E731
+    args = dict(theta=buf(th), t=buf(t), p=buf(p), q=buf(p), out0=buf(t), out1=buf(p), out2=buf(p))
+    expected = RuntimeError if fused.core.has_cuda else ValueError
+    with pytest.raises(expected, match="CUDA|cuda"):
+        fused.core.call(fused.core.OPS["grad"], desc, N=1, dtype=1, cuda=True, **args)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "softplus"])

@@ -13,7 +13,7 @@ from hinn.train import TrainConfig, TrainingDiverged, load_run, train
 TINY = dict(
     system="spring",
     sizes=(60, 20, 20),
-    steps=10,
+    transitions=10,
     width=3,
     depth=3,
     epochs=6,
@@ -83,7 +83,7 @@ def test_resume_equals_uninterrupted(tmp_path, window):
 
 
 def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch):
-    import hinn.train as tr
+    import hinn.objectives as tr
 
     real, calls = tr.trajectory_loss, []
 
@@ -96,7 +96,7 @@ def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch):
     with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 3.*last good checkpoint"):
         train(TrainConfig(**TINY), str(tmp_path), progress=False)
     st = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert st["epoch"] == 2 and torch.isfinite(st["net"]["theta"]).all()
+    assert st["epoch"] == 2 and torch.isfinite(st["model"]["theta"]).all()
     load_run(str(tmp_path))  # the checkpoint left behind is loadable
 
 
@@ -121,7 +121,7 @@ def test_cli_end_to_end(tmp_path, capsys):
                 "40",
                 "10",
                 "10",
-                "--steps",
+                "--transitions",
                 "10",
                 "--depth",
                 "2",
@@ -155,7 +155,7 @@ def test_cli_end_to_end(tmp_path, capsys):
     m3 = json.load(open(os.path.join(out, "metrics.json")))
     assert m3["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-9)
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({"epochs": 2, "sizes": [40, 10, 10], "steps": 10, "depth": 1}))
+    cfg.write_text(json.dumps({"epochs": 2, "sizes": [40, 10, 10], "transitions": 10, "depth": 1}))
     out2 = str(tmp_path / "run2")
     assert (
         main(
@@ -168,7 +168,7 @@ def test_cli_end_to_end(tmp_path, capsys):
                 "40",
                 "10",
                 "10",
-                "--steps",
+                "--transitions",
                 "10",
                 "--depth",
                 "1",

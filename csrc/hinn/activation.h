@@ -6,7 +6,9 @@
 
 namespace hinn {
 
-enum Activation : int { kTanh = 0, kSoftplus = 1 };
+enum Activation : int { kTanh = 0, kSoftplus = 1, kNumActivations };
+// The names the Python layer knows the activations by.
+constexpr const char* kActivationNames[kNumActivations] = {"tanh", "softplus"};
 
 // Scalar kernels. Softplus follows torch.nn.functional.softplus (beta = 1, threshold = 20): the identity
 // above the threshold, so that every backend computes the same function and the same derivatives.

@@ -12,7 +12,10 @@
 
 namespace hinn {
 
-enum Scheme : int { kEuler = 0, kSymplecticEuler = 1, kLeapfrog = 2, kRK4 = 3 };
+enum Scheme : int { kEuler = 0, kSymplecticEuler = 1, kLeapfrog = 2, kRK4 = 3, kNumSchemes };
+
+// The names the Python layer knows the schemes by (its registry maps names to these codes).
+constexpr const char* kSchemeNames[kNumSchemes] = {"euler", "symplectic_euler", "leapfrog", "rk4"};
 
 // Work space of one lane value for one step (forward or backward), in lane values.
 HINN_HD long step_scratch(const NetDesc& nd) {

@@ -22,10 +22,13 @@ struct lanes {
 // On Zen 4 a 512-bit operation runs as two 256-bit halves in flight, which hides the latency of the
 // narrow network's short dependency chains: 1.7-1.8x over 256-bit code (benchmarks/RESULTS.md).
 // (64-byte vectors without AVX-512 ran 3.6-5x slower: GCC moves their halves through the stack.)
+// Without AVX (the baseline x86-64 build, other architectures) one 128-bit register.
 #if defined(__AVX512F__)
 #define HINN_VEC_BYTES 64
-#else
+#elif defined(__AVX__)
 #define HINN_VEC_BYTES 32
+#else
+#define HINN_VEC_BYTES 16
 #endif
 typedef float fvec __attribute__((vector_size(HINN_VEC_BYTES)));
 typedef double dvec __attribute__((vector_size(HINN_VEC_BYTES)));

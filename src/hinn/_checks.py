@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Tuple, Union
 
 import torch
 
@@ -32,9 +32,15 @@ def check_finite(**tensors: torch.Tensor) -> None:
 
 
 def check_state(
-    t: Time, p: torch.Tensor, q: torch.Tensor, dim: int, dtype: torch.dtype, device: torch.device
+    t: Time,
+    p: torch.Tensor,
+    q: torch.Tensor,
+    dim: int,
+    dtype: Optional[torch.dtype] = None,
+    device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """Validate a batch of states for a network of phase-space half-dimension ``dim``.
+    """Validate a batch of states for a model of phase-space half-dimension ``dim`` whose parameters
+    (if any: ``dtype``/``device`` None to skip) have ``dtype`` and live on ``device``.
 
     Returns ``t`` as a tensor of shape (N,) with the dtype and device of ``p``.
     """
@@ -48,15 +54,15 @@ def check_state(
     if p.shape != q.shape:
         raise ValueError(f"p has shape {tuple(p.shape)} but q has {tuple(q.shape)}")
     if p.shape[1] != dim:
-        raise ValueError(f"p and q have d = {p.shape[1]} but the network was built for dim = {dim}")
+        raise ValueError(f"p and q have d = {p.shape[1]} but the model was built for dim = {dim}")
     if p.dtype != q.dtype:
         raise TypeError(f"p has dtype {p.dtype} but q has {q.dtype}")
     if p.device != q.device:
         raise ValueError(f"p is on {p.device} but q is on {q.device}")
-    if p.dtype != dtype:
-        raise TypeError(f"the state has dtype {p.dtype} but the network's parameters have {dtype}")
-    if p.device != device:
-        raise ValueError(f"the state is on {p.device} but the network's parameters are on {device}")
+    if dtype is not None and p.dtype != dtype:
+        raise TypeError(f"the state has dtype {p.dtype} but the model's parameters have {dtype}")
+    if device is not None and p.device != device:
+        raise ValueError(f"the state is on {p.device} but the model's parameters are on {device}")
     n = p.shape[0]
     if isinstance(t, bool) or not isinstance(t, (int, float, torch.Tensor)):
         raise TypeError(f"t must be a float or a tensor of shape (N,), got {type(t).__name__}")
@@ -88,3 +94,32 @@ def check_step_size(h: float) -> float:
     if not (h == h and abs(h) != float("inf")):
         raise ValueError(f"h must be finite, got {h}")
     return h
+
+
+def model_dtype_device(model) -> Tuple[Optional[torch.dtype], Optional[torch.device]]:
+    """The dtype and device of a model's first floating parameter (None, None for a model without
+    parameters, e.g. an analytic Hamiltonian)."""
+    params = getattr(model, "parameters", None)
+    if callable(params):
+        for prm in params():
+            if prm.is_floating_point():
+                return prm.dtype, prm.device
+    return None, None
+
+
+def check_model_state(model, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Validate (t, p, q) for ``model`` (its ``dim``, and its parameters' dtype and device)."""
+    dim = getattr(model, "dim", None)
+    if isinstance(dim, bool) or not isinstance(dim, int) or not callable(getattr(model, "grad", None)):
+        raise TypeError(
+            f"{type(model).__name__} is not a Hamiltonian model: it needs an integer attribute `dim` and a "
+            "method `grad(t, p, q) -> (dH/dp, dH/dq)` (see hinn.protocols.HamiltonianModel)"
+        )
+    dtype, device = model_dtype_device(model)
+    return check_state(t, p, q, dim, dtype, device)
+
+
+def check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    return steps

@@ -1,4 +1,8 @@
-"""The ``hinn`` command (also ``python -m hinn``)."""
+"""The ``hinn`` command (also ``python -m hinn``): train, evaluate, reproduce the poster, compare with HNN.
+
+Every choice list comes from hinn's registries (systems, schemes, backends, activations, optimizers,
+presets), so anything registered there is usable here.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,14 @@ from typing import List, Optional
 
 import torch
 
-from . import backends
+from . import __version__
+from .backends import BACKENDS
+from .comparison import PROTOCOLS
+from .experiments import POSTER, PRESETS, preset_overrides
 from .integrators import SCHEMES
+from .network import ACTIVATIONS
 from .systems import SYSTEMS
-from .train import OPTIMIZERS, TrainConfig
+from .train import DTYPES, OPTIMIZERS, TrainConfig
 
 
 def _demo(args) -> int:
@@ -30,16 +38,16 @@ def _demo(args) -> int:
     net = hinn.HamiltonianNet(1, width=3, depth=20, dtype=torch.float64, backend=args.backend)
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     start = time.perf_counter()
-    for it in range(args.steps + 1):
+    for it in range(args.iterations + 1):
         p1, q1 = hinn.step(net, ts[:-1], p_true[:-1], q_true[:-1], h, args.scheme)
         loss = ((p1 - p_true[1:]) ** 2).mean() + ((q1 - q_true[1:]) ** 2).mean()
-        if it % max(1, args.steps // 10) == 0:
-            print(f"step {it:5d}  one-step loss {loss.item():.3e}")
-        if it < args.steps:
+        if it % max(1, args.iterations // 10) == 0:
+            print(f"iteration {it:5d}  one-step loss {loss.item():.3e}")
+        if it < args.iterations:
             opt.zero_grad()
             loss.backward()
             opt.step()
-    print(f"backend {net.backend_name()}, {args.steps} steps in {time.perf_counter() - start:.2f} s")
+    print(f"backend {net.backend_name()}, {args.iterations} iterations in {time.perf_counter() - start:.2f} s")
     return 0 if math.isfinite(loss.item()) else 1
 
 
@@ -51,29 +59,19 @@ def _print_metrics(metrics: dict, run_dir: Optional[str]) -> None:
         print(f"run folder: {run_dir} (metrics.json, checkpoint.pt, figures)")
 
 
+# TrainConfig fields that are plain command-line options
+_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "scheme", "width", "depth", "activation",
+                 "seed", "backend", "dtype", "noise", "transitions", "h", "patience", "data")  # fmt: skip
+
+
 def _config_from_args(args, base: TrainConfig) -> TrainConfig:
     overrides = {}
+    if getattr(args, "preset", None):
+        overrides.update(preset_overrides(args.preset))
     if getattr(args, "config", None):
         with open(args.config) as f:
             overrides.update(json.load(f))
-    for key in (
-        "epochs",
-        "lr",
-        "optimizer",
-        "batch_size",
-        "window",
-        "scheme",
-        "width",
-        "depth",
-        "activation",
-        "seed",
-        "backend",
-        "dtype",
-        "noise",
-        "steps",
-        "h",
-        "patience",
-    ):
+    for key in _TRAIN_FIELDS:
         val = getattr(args, key, None)
         if val is not None:
             overrides[key] = val
@@ -85,9 +83,12 @@ def _config_from_args(args, base: TrainConfig) -> TrainConfig:
 def _train(args) -> int:
     from .experiments import run
 
-    cfg = _config_from_args(args, TrainConfig(system=args.system))
-    out = args.out or os.path.join("runs", f"{cfg.system}-seed{cfg.seed}")
-    print(f"training on {cfg.system}: {cfg}")
+    if (args.system is None) == (args.data is None):
+        raise SystemExit("hinn train: give a system name or --data FILE (one of the two)")
+    cfg = _config_from_args(args, TrainConfig(system=args.system or TrainConfig.system))
+    name = os.path.splitext(os.path.basename(cfg.data))[0] if cfg.data else cfg.system
+    out = args.out or os.path.join("runs", f"{name}-seed{cfg.seed}")
+    print(f"training on {cfg.data or cfg.system}: {cfg}")
     _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress), out)
     return 0
 
@@ -95,7 +96,7 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from .experiments import evaluate_dir
 
-    _print_metrics(evaluate_dir(args.run_dir, backend=args.backend), args.run_dir)
+    _print_metrics(evaluate_dir(args.run_dir, backend=args.backend, data=args.data), args.run_dir)
     return 0
 
 
@@ -115,80 +116,83 @@ def _compare(args) -> int:
     overrides = {
         k: v
         for k, v in (
-            ("steps", args.steps),
+            ("steps", args.iterations),
             ("n_traj", args.n_traj),
-            ("seed", args.seed),
             ("scheme", args.scheme),
             ("window", args.window),
         )
         if v is not None
     }
     out = args.out or os.path.join("runs", f"compare-{args.system}")
-    results = compare(args.system, out, progress=not args.no_progress, **overrides)
+    results = compare(args.system, out, progress=not args.no_progress, seeds=args.seeds, **overrides)
     print(markdown_table(args.system, results))
     print(f"\nwritten to {out} (table.md, results.json, compare.png)")
     return 0
 
 
 def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> None:
-    g = p.add_argument_group("training options (override the defaults or the config file)")
+    g = p.add_argument_group("training options (override the defaults, the preset or the config file)")
     if config_file:
         g.add_argument("--config", help="JSON file with TrainConfig fields")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--lr", type=float)
+        g.add_argument("--preset", choices=list(PRESETS), help="named settings (poster: width 3, depth 20, GD)")
+    g.add_argument("--epochs", type=int, help="passes over the training data")
+    g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--optimizer", choices=list(OPTIMIZERS))
-    g.add_argument("--batch-size", dest="batch_size", type=int)
+    g.add_argument("--batch-size", dest="batch_size", type=int, help="samples per mini-batch")
     g.add_argument("--window", type=int, help="K: train on K-step rollout windows (1: one-step pairs)")
-    g.add_argument("--scheme", choices=list(SCHEMES))
-    g.add_argument("--width", type=int)
-    g.add_argument("--depth", type=int)
-    g.add_argument("--activation", choices=["tanh", "softplus"])
-    g.add_argument("--dtype", choices=["float32", "float64"])
+    g.add_argument("--scheme", choices=list(SCHEMES), help="the integrator the network is trained through")
+    g.add_argument("--width", type=int, help="network width")
+    g.add_argument("--depth", type=int, help="residual layers")
+    g.add_argument("--activation", choices=list(ACTIVATIONS))
+    g.add_argument("--dtype", choices=list(DTYPES))
     g.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="samples per split")
-    g.add_argument("--steps", type=int, help="transitions per trajectory")
-    g.add_argument("--h", type=float, help="observation interval")
-    g.add_argument("--noise", type=float)
+    g.add_argument("--transitions", type=int, help="transitions per generated trajectory")
+    g.add_argument("--h", type=float, help="observation interval of generated data")
+    g.add_argument("--noise", type=float, help="std of the noise added to generated observations")
     g.add_argument("--patience", type=int, help="early stopping: epochs without validation improvement")
     g.add_argument("--seed", type=int)
-    g.add_argument("--backend", choices=list(backends.BACKENDS))
+    g.add_argument("--backend", choices=list(BACKENDS))
     p.add_argument("--out", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hinn", description=__doc__)
+    parser = argparse.ArgumentParser(prog="hinn", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"hinn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train on one spring–mass trajectory and print the loss")
-    demo.add_argument("--steps", type=int, default=300)
+    demo.add_argument("--iterations", type=int, default=300, help="optimiser steps")
     demo.add_argument("--scheme", choices=list(SCHEMES), default="symplectic_euler")
-    demo.add_argument("--backend", choices=list(backends.BACKENDS), default=None)
+    demo.add_argument("--backend", choices=list(BACKENDS), default=None)
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_demo)
 
-    tr = sub.add_parser("train", help="train a HINN on a system and evaluate it")
-    tr.add_argument("system", choices=list(SYSTEMS))
+    tr = sub.add_parser("train", help="train a HINN on a built-in system or on your own trajectories")
+    tr.add_argument("system", nargs="?", choices=list(SYSTEMS), help="a built-in system (or give --data)")
+    tr.add_argument("--data", help=".npz with t (T,), p and q (M, T, d): your own trajectories")
     _add_train_options(tr)
     tr.set_defaults(func=_train)
 
     ev = sub.add_parser("eval", help="evaluate a run folder again (metrics and figures)")
     ev.add_argument("run_dir")
-    ev.add_argument("--backend", choices=list(backends.BACKENDS), help="evaluate with this backend")
+    ev.add_argument("--backend", choices=list(BACKENDS), help="evaluate with this backend")
+    ev.add_argument("--data", help="evaluate on all trajectories of this .npz instead of the run's test split")
     ev.set_defaults(func=_eval)
 
-    rp = sub.add_parser("reproduce", help="the poster's experiments with its settings")
-    rp.add_argument("experiment", choices=["spring", "two-body"])
+    rp = sub.add_parser("reproduce", help="the poster's experiments (its network; Adam, see the README)")
+    rp.add_argument("experiment", choices=list(POSTER))
     _add_train_options(rp, config_file=False)
     rp.set_defaults(func=_reproduce)
 
     cp = sub.add_parser("compare", help="baseline, HNN and HINN under the HNN paper's protocol")
-    cp.add_argument("system", choices=["spring", "two-body", "three-body"])
+    cp.add_argument("system", choices=list(PROTOCOLS))
     cp.add_argument("--out", help="output folder (default runs/compare-SYSTEM)")
-    cp.add_argument("--steps", type=int, help="optimiser steps (protocol default otherwise)")
+    cp.add_argument("--iterations", type=int, help="optimiser steps (protocol default otherwise)")
+    cp.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (metrics: mean ± s.e.)")
     cp.add_argument("--n-traj", dest="n_traj", type=int, help="trajectories generated")
     cp.add_argument("--scheme", choices=list(SCHEMES), help="HINN's integrator (default rk4)")
     cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")
-    cp.add_argument("--seed", type=int)
     cp.add_argument("--no-progress", action="store_true")
     cp.set_defaults(func=_compare)
     return parser

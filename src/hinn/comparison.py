@@ -9,11 +9,18 @@ by sample index as their code does; three models trained with Adam on the same d
 * ``hinn``: the same Hamiltonian MLP trained with the trajectory objective on consecutive observations,
   integrated with ``scheme`` at the data's time step (HINN, Hayes et al.).
 
-Metrics: the test derivative MSE; the energy MSE of the paper (15 fresh initial states, truth and model
-integrated by an adaptive solver on the paper's evaluation span, mean over time and trajectories of the
-squared error of the true energy, ± standard error over trajectories); the rollout MSE on the test
-trajectories (adaptive solver, against the clean truth); the drift of the learned H along the model's own
-trajectory.
+All three train through hinn's one training loop (:func:`hinn.train.fit`) with the objectives of
+:mod:`hinn.objectives`, and are scored by :mod:`hinn.metrics`:
+
+* the test derivative MSE;
+* the energy MSE twice: under **hinn's procedure** (15 fresh initial states from the training
+  distribution, truth and model integrated by an adaptive solver over one fixed span, mean over time and
+  trajectories of the squared error of the true energy, ± standard error over trajectories) and under
+  **the authors' procedure** as their analysis notebooks run it, faults included (:func:`authors_energy_mse`);
+* the rollout MSE on the test trajectories (adaptive solver, against the clean truth);
+* the drift of the learned H along the model's own trajectory.
+
+Several data seeds: each metric is reported as the mean over seeds ± its standard error over seeds.
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
-from tqdm.auto import tqdm
 
+from .data import Trajectories
 from .hnn import MLPBaseline, MLPHamiltonian
-from .objectives import derivative_loss, trajectory_loss
+from .metrics import energy_mse, integrate_adaptive, learned_energy, split_means_stderr
+from .objectives import DerivativeObjective, TrajectoryObjective, derivative_loss
+from .plots import comparison_figure
 from .systems import SpringMass, System, ThreeBody, TwoBody
+from .train import fit
 
 MODELS = ("baseline", "hnn", "hinn")
 
@@ -74,6 +83,7 @@ class Protocol:
     window: int = 1  # HINN: K-step rollout windows (1: consecutive pairs)
     hidden: int = 200
     seed: int = 0
+    authors_rtol: float = 1e-12  # the spring notebook's solver tolerance (the authors' energy procedure)
 
 
 PROTOCOLS = {
@@ -173,186 +183,200 @@ def make_model(kind: str, dim: int, proto: Protocol):
     raise ValueError(f"unknown model {kind!r}; valid models are {', '.join(MODELS)}")
 
 
-def train_model(kind: str, data: ProtocolData, proto: Protocol, progress: bool = True):
-    """Adam with the protocol's steps, batch, learning rate and weight decay; returns (model, losses)."""
-    model = make_model(kind, data.P.shape[2], proto)
-    opt = torch.optim.Adam(model.parameters(), lr=proto.lr, weight_decay=proto.weight_decay)
-    gen = torch.Generator().manual_seed(proto.seed)
+def make_objective(kind: str, data: ProtocolData, proto: Protocol):
+    """HINN: the trajectory objective on K-step windows of the observations; baseline and HNN: the
+    derivative objective on the observed states and true derivatives."""
     if kind == "hinn":
-        from .data import Trajectories
-
         s = data.split("train")
         h = float(data.t[1] - data.t[0])
-        t0, p0, q0, PT, QT = Trajectories(data.t, data.P[s], data.Q[s]).windows(proto.window)
-        M = t0.shape[0]
-
-        def loss_on(idx):
-            return trajectory_loss(model, t0[idx], p0[idx], q0[idx], PT[:, idx], QT[:, idx], h, proto.scheme)
-    else:
-        t, p, q, dp, dq = _samples(data, "train")
-        M = t.shape[0]
-
-        def loss_on(idx):
-            return derivative_loss(model, t[idx], p[idx], q[idx], dp[idx], dq[idx])
-
-    losses = []
-    for _ in tqdm(range(proto.steps), desc=f"{proto.system} {kind}", disable=not progress, dynamic_ncols=True):
-        idx = torch.randperm(M, generator=gen)[: proto.batch] if proto.batch and proto.batch < M else slice(None)
-        loss = loss_on(idx)
-        if not math.isfinite(loss.item()):
-            raise RuntimeError(f"{kind}: the loss became {loss.item()} on {proto.system}")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-    return model, losses
+        return TrajectoryObjective(*Trajectories(data.t, data.P[s], data.Q[s]).windows(proto.window), h, proto.scheme)
+    return DerivativeObjective(*_samples(data, "train"))
 
 
-def integrate(
-    field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray, rtol: float = 1e-9
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Integrate (ṗ, q̇) = field(t, p, q) (torch, batched) for all initial states at once with SciPy's
-    RK45 at tolerance ``rtol``; returns (P, Q) of shape (n, T, d)."""
-    n, d = p0.shape
-
-    def rhs(tt, y):
-        yy = torch.as_tensor(y.reshape(2, n, d))
-        with torch.no_grad():
-            dp, dq = field(torch.full((n,), tt, dtype=torch.float64), yy[0], yy[1])
-        return torch.stack([dp, dq]).reshape(-1).numpy()
-
-    sol = solve_ivp(
-        rhs, (t_eval[0], t_eval[-1]), np.stack([p0, q0]).reshape(-1), method="RK45", t_eval=t_eval, rtol=rtol, atol=rtol
+def train_model(kind: str, data: ProtocolData, proto: Protocol, progress: bool = True):
+    """Adam with the protocol's steps, batch, learning rate and weight decay, through :func:`hinn.train.fit`
+    (one fresh random mini-batch per step, as the paper's code draws them); returns (model, losses)."""
+    model = make_model(kind, data.P.shape[2], proto)
+    res = fit(
+        model,
+        make_objective(kind, data, proto),
+        optimizer="adam",
+        lr=proto.lr,
+        weight_decay=proto.weight_decay,
+        epochs=proto.steps,
+        batch_size=proto.batch,
+        batches_per_epoch=1,
+        seed=proto.seed,
+        progress=progress,
+        desc=f"{proto.system} {kind} (seed {proto.seed})",
     )
-    if not sol.success:
-        raise RuntimeError(f"integration failed: {sol.message}")
-    Y = sol.y.reshape(2, n, d, len(t_eval)).transpose(0, 1, 3, 2)
-    return Y[0], Y[1]
+    return model, [h["train_loss"] for h in res.history]
 
 
-def model_field(model):
-    def field(t, p, q):
-        gp, gq = model._grad_unchecked(t, p, q)
-        return -gq, gp
-
-    return field
+AUTHORS_TRIALS = 15  # 5 splits x 3 samples in their notebooks
 
 
-def energy_mse(
-    system: System, field: Callable, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray, rtol: float = 1e-9
-) -> Tuple[float, float, Dict]:
-    """The HNN paper's energy metric: mean over time and trajectories of (H(x̂(t)) − H(x(t)))², H the true
-    energy, x̂ the model's and x the true trajectory (both from an adaptive solver); ± its standard error
-    over trajectories. Returns (mean, stderr, trajectories)."""
-    P, Q = system.trajectories(t_eval, p0, q0, rtol=1e-10, atol=1e-10)
-    Pm, Qm = integrate(field, t_eval, p0, q0, rtol)
-    E, Em = system.energy(t_eval, P, Q), system.energy(t_eval, Pm, Qm)
-    per_traj = ((Em - E) ** 2).mean(1)
-    stderr = float(per_traj.std(ddof=1) / math.sqrt(len(per_traj))) if len(per_traj) > 1 else 0.0
-    return float(per_traj.mean()), stderr, {"P": P, "Q": Q, "Pm": Pm, "Qm": Qm, "E": E, "Em": Em}
+def authors_energy_mse(system: System, model, proto: Protocol) -> Tuple[float, float]:
+    """The energy MSE exactly as the HNN authors' analysis notebooks compute it, faults included.
+
+    Spring (analyze-spring, RK45 at rtol ``proto.authors_rtol``): 15 trials from initial states with each
+    coordinate ±U(0.2, 1) (about half of them outside the training radius); the truth is sampled at 100
+    points over [0, 20 s] and the model
+    at the same points stretched by 1 + 0.9 σ (σ the noise, "to compensate for noise effects"), and s,
+    which starts at 1.09 (an earlier plotting cell already stretched it once), grows ×1.09 every trial.
+    Two- and three-body (analyze-2body/3body): 15 trials, one initial state each from the training
+    distribution seeded by the trial's index, truth and model at rtol 1e-9 over the evaluation span. The
+    error bar: the standard deviation of the means of 5 splits of the 15 trials, over √5.
+    Returns (mean, error bar).
+    """
+    losses = []
+    if proto.system == "spring":
+        stretch = 1 + 0.9 * proto.noise
+        rng = np.random.default_rng(proto.seed + 1)
+        x0 = rng.uniform(0, 1, (AUTHORS_TRIALS, 2)) * 1.6 - 0.8
+        x0 += 0.2 * np.sign(x0)
+        q0, p0 = x0[:, :1], x0[:, 1:]
+        scale = stretch ** (1 + np.arange(AUTHORS_TRIALS))  # trial i: span 20·1.09^(i+1), model ×1.09 more
+        t_true = np.linspace(0.0, 20.0, 100)[None, :] * scale[:, None]  # (trials, 100)
+        Pm, Qm = integrate_adaptive(model, t_true * stretch, p0, q0, rtol=proto.authors_rtol)
+        for i in range(AUTHORS_TRIALS):  # the truth is exact for the spring
+            P, Q = system.trajectories(t_true[i], p0[i : i + 1], q0[i : i + 1])
+            E = system.energy(t_true[i], P, Q)
+            Em = system.energy(t_true[i] * stretch, Pm[i : i + 1], Qm[i : i + 1])
+            losses.append(float(((E - Em) ** 2).mean()))
+    else:
+        t_eval = np.linspace(proto.energy_span[0], proto.energy_span[1], proto.energy_points)
+        for trial in range(AUTHORS_TRIALS):
+            p0, q0 = system.sample_initial(1, np.random.default_rng(trial))
+            P, Q = system.trajectories(t_eval, p0, q0, rtol=1e-9, atol=1e-9)
+            Pm, Qm = integrate_adaptive(model, t_eval, p0, q0, rtol=1e-9)
+            losses.append(float(((system.energy(t_eval, P, Q) - system.energy(t_eval, Pm, Qm)) ** 2).mean()))
+    losses = np.array(losses)
+    return float(losses.mean()), split_means_stderr(losses, 5)
 
 
 def evaluate_model(kind: str, model, system: System, data: ProtocolData, proto: Protocol) -> Dict:
     t, p, q, dp, dq = _samples(data, "test")
     with torch.no_grad():
-        gp, gq = model._grad_unchecked(t, p, q)
-    test_mse = float(0.5 * (((gp - dq) ** 2).mean() + ((-gq - dp) ** 2).mean()))
+        test_mse = float(derivative_loss(model, t, p, q, dp, dq))
     rng = np.random.default_rng(proto.seed + 1)  # fresh initial states for the energy metric
     p0, q0 = system.sample_initial(proto.energy_trajs, rng)
     t_eval = np.linspace(proto.energy_span[0], proto.energy_span[1], proto.energy_points)
-    e_mse, e_err, tr = energy_mse(system, model_field(model), t_eval, p0, q0)
+    e_mse, e_err, tr = energy_mse(system, model, t_eval, p0, q0)
+    a_mse, a_err = authors_energy_mse(system, model, proto)
     s = data.split("test")
-    Pr, Qr = integrate(model_field(model), data.t, data.P_clean[s][:, 0], data.Q_clean[s][:, 0])
+    Pr, Qr = integrate_adaptive(model, data.t, data.P_clean[s][:, 0], data.Q_clean[s][:, 0])
     rollout_mse = float(((Pr - data.P_clean[s]) ** 2).mean() + ((Qr - data.Q_clean[s]) ** 2).mean()) / 2
-    out = {"test_mse": test_mse, "energy_mse": e_mse, "energy_mse_stderr": e_err, "rollout_mse": rollout_mse}
+    out = {
+        "test_mse": test_mse,
+        "energy_mse": e_mse,
+        "energy_mse_stderr": e_err,
+        "authors_energy_mse": a_mse,
+        "authors_energy_mse_stderr": a_err,
+        "rollout_mse": rollout_mse,
+    }
     if kind != "baseline":
-        d = p0.shape[1]
-        with torch.no_grad():
-            Hm = model(
-                torch.zeros(tr["Pm"][:, :, 0].size, dtype=torch.float64),
-                torch.as_tensor(tr["Pm"].reshape(-1, d)),
-                torch.as_tensor(tr["Qm"].reshape(-1, d)),
-            )
-        Hm = Hm.numpy().reshape(tr["Pm"].shape[:2])
+        Hm = learned_energy(model, t_eval, tr["Pm"], tr["Qm"])
         out["learned_H_drift"] = float(np.abs(Hm - Hm[:, :1]).max(1).mean())
     out["_traj"] = (t_eval, tr)
     return out
 
 
-def compare(name: str, out_dir: Optional[str] = None, progress: bool = True, **overrides) -> Dict:
-    """Train and evaluate the three models on one system; writes ``results.json``, ``table.md`` and
-    figures into ``out_dir``. ``overrides`` replace protocol fields (e.g. steps, n_traj for a quick run)."""
+SUMMARY_METRICS = ("test_mse", "energy_mse", "authors_energy_mse", "rollout_mse", "learned_H_drift")
+
+
+def summarize(per_seed: List[Dict]) -> Dict:
+    """Per model and metric: the mean over seeds and its standard error over seeds (with one seed, the
+    metric's own error bar where it has one)."""
+    out = {}
+    for kind in per_seed[0]["models"]:
+        row = {}
+        for m in SUMMARY_METRICS:
+            vals = [r["models"][kind][m] for r in per_seed if m in r["models"][kind]]
+            if not vals:
+                continue
+            row[m] = float(np.mean(vals))
+            if len(vals) > 1:
+                row[m + "_stderr"] = float(np.std(vals, ddof=1) / math.sqrt(len(vals)))
+            elif m + "_stderr" in per_seed[0]["models"][kind]:
+                row[m + "_stderr"] = per_seed[0]["models"][kind][m + "_stderr"]
+        out[kind] = row
+    return out
+
+
+def compare(
+    name: str,
+    out_dir: Optional[str] = None,
+    progress: bool = True,
+    seeds: Sequence[int] = (0,),
+    **overrides,
+) -> Dict:
+    """Train and evaluate the three models on one system for each data seed; writes ``results.json``,
+    ``table.md`` and ``compare.png`` into ``out_dir``. ``overrides`` replace protocol fields (e.g. steps,
+    n_traj for a quick run)."""
     if name not in PROTOCOLS:
         raise ValueError(f"no HNN protocol for {name!r}; valid systems are {', '.join(PROTOCOLS)}")
-    proto = replace(PROTOCOLS[name], **overrides)
+    if not seeds:
+        raise ValueError("need at least one seed")
     system = protocol_system(name)
-    start = time.perf_counter()
-    data = make_data(proto, system)
-    results = {"protocol": asdict(proto), "models": {}, "data_seconds": time.perf_counter() - start}
-    trajs = {}
-    for kind in MODELS:
-        t0 = time.perf_counter()
-        model, losses = train_model(kind, data, proto, progress)
-        res = evaluate_model(kind, model, system, data, proto)
-        trajs[kind] = res.pop("_traj")
-        res.update({"final_train_loss": losses[-1], "seconds": time.perf_counter() - t0})
-        results["models"][kind] = res
-    results["published"] = PUBLISHED.get(name)
+    per_seed, trajs = [], {}
+    for seed in seeds:
+        proto = replace(PROTOCOLS[name], **{**overrides, "seed": seed})
+        start = time.perf_counter()
+        data = make_data(proto, system)
+        res = {"seed": seed, "models": {}, "data_seconds": time.perf_counter() - start}
+        for kind in MODELS:
+            t0 = time.perf_counter()
+            model, losses = train_model(kind, data, proto, progress)
+            r = evaluate_model(kind, model, system, data, proto)
+            traj = r.pop("_traj")
+            if seed == seeds[0]:
+                trajs[kind] = traj
+            r.update({"final_train_loss": losses[-1], "seconds": time.perf_counter() - t0})
+            res["models"][kind] = r
+        per_seed.append(res)
+    results = {
+        "protocol": asdict(replace(PROTOCOLS[name], **overrides)),
+        "seeds": list(seeds),
+        "per_seed": per_seed,
+        "models": summarize(per_seed),
+        "published": PUBLISHED.get(name),
+    }
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(results, f, indent=1)
         with open(os.path.join(out_dir, "table.md"), "w") as f:
             f.write(markdown_table(name, results) + "\n")
-        _figures(out_dir, name, system, trajs)
+        comparison_figure(os.path.join(out_dir, "compare.png"), name, trajs)
     return results
+
+
+def _pm(r: Dict, key: str, fmt: str = ".3e") -> str:
+    if key not in r:
+        return "—"
+    err = r.get(key + "_stderr")
+    return f"{r[key]:{fmt}}" + (f" ± {err:.1e}" if err is not None else "")
 
 
 def markdown_table(name: str, results: Dict) -> str:
     pub = results.get("published") or {"energy": {}, "test": {}}
     pr = results["protocol"]
+    seeds = results["seeds"]
+    spread = "mean ± s.e. over seeds" if len(seeds) > 1 else "± the metric's own error bar"
     rows = [
-        f"**{name}** (seed {pr['seed']}; HINN: {pr['scheme']}, {pr['window']}-step windows)",
+        f"**{name}** (data seeds {', '.join(map(str, seeds))}, {spread}; HINN: {pr['scheme']}, "
+        f"{pr['window']}-step windows)",
         "",
-        "| model | test MSE | energy MSE | rollout MSE | learned-H drift | published energy MSE | published test MSE |",
-        "|---|---|---|---|---|---|---|",
+        "| model | test MSE | energy MSE (hinn's procedure) | energy MSE (authors' procedure) "
+        "| published energy MSE | rollout MSE | learned-H drift | published test MSE |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for kind, r in results["models"].items():
-        drift = f"{r['learned_H_drift']:.3e}" if "learned_H_drift" in r else "—"
-        pe = pub["energy"].get(kind)
-        pt = pub["test"].get(kind)
+        pe, pt = pub["energy"].get(kind), pub["test"].get(kind)
         rows.append(
-            f"| {kind} | {r['test_mse']:.4e} | {r['energy_mse']:.4e} ± {r['energy_mse_stderr']:.1e} "
-            f"| {r['rollout_mse']:.3e} | {drift} | {'—' if pe is None else f'{pe:.4e}'} "
+            f"| {kind} | {_pm(r, 'test_mse')} | {_pm(r, 'energy_mse')} | {_pm(r, 'authors_energy_mse')} "
+            f"| {'—' if pe is None else f'{pe:.4e}'} | {_pm(r, 'rollout_mse')} | {_pm(r, 'learned_H_drift')} "
             f"| {'—' if pt is None else f'{pt:.4e}'} |"
         )
     return "\n".join(rows)
-
-
-def _figures(out_dir, name, system, trajs) -> None:
-    from .plots import _plt
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    first = next(iter(trajs.values()))
-    t_eval, tr0 = first
-    d = tr0["P"].shape[2]
-    axes[0].plot(
-        tr0["Q"][0, :, 0], tr0["Q"][0, :, 1] if d >= 2 else tr0["P"][0, :, 0], "k", lw=2.5, alpha=0.4, label="truth"
-    )
-    for i, (kind, (_, tr)) in enumerate(trajs.items()):
-        ys = tr["Qm"][0, :, 1] if d >= 2 else tr["Pm"][0, :, 0]
-        axes[0].plot(tr["Qm"][0, :, 0], ys, f"C{i}--", label=kind)
-        axes[1].plot(t_eval, tr["Em"][0], f"C{i}--", label=kind)
-    axes[1].plot(t_eval, tr0["E"][0], "k", lw=2.5, alpha=0.4, label="truth")
-    axes[0].set_xlabel("q₁" if d >= 2 else "q")
-    axes[0].set_ylabel("q₂ (body 1: x, y)" if d >= 2 else "p")
-    axes[0].set_title(f"{name}: a held-out trajectory")
-    axes[1].set_xlabel("t")
-    axes[1].set_ylabel("true energy along the trajectory")
-    axes[1].set_title("energy")
-    for ax in axes:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "compare.png"), dpi=110)
-    plt.close(fig)

@@ -5,8 +5,9 @@ wherever hinn takes a model (``hinn.step``, ``hinn.rollout``, the objectives, th
   whose output is H; the vector field is (∂H/∂p, −∂H/∂q) by autograd.
 * :class:`MLPBaseline` — the baseline: the same MLP with 2d outputs predicting (q̇, ṗ) directly.
 
-Both run on the autograd backend. For the integrators, a model exposes the "gradient" (g_p, g_q) whose
-flow is q̇ = g_p, ṗ = −g_q: for the HNN that is ∇H, for the baseline (q̇, −ṗ).
+Both are :class:`hinn.protocols.HamiltonianModel` s computed with plain autograd: ``grad(t, p, q)``
+returns the "gradient" (g_p, g_q) whose flow is q̇ = g_p, ṗ = −g_q — for the HNN that is ∇H, for the
+baseline (q̇, −ṗ) — and ``raw_grad`` the same without input validation.
 """
 
 from __future__ import annotations
@@ -42,22 +43,20 @@ class _Model(nn.Module):
         self.time_dependent = bool(time_dependent)
         self.mlp = _mlp(2 * dim + int(time_dependent), hidden, n_out, dtype or torch.get_default_dtype(), device)
 
-    @property
-    def _param(self) -> torch.Tensor:
-        return self.mlp[0].weight
-
-    def backend_name(self) -> str:
-        return "autograd"
-
     def _check(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        return check_state(t, p, q, self.dim, self._param.dtype, self._param.device)
+        w = self.mlp[0].weight
+        return check_state(t, p, q, self.dim, w.dtype, w.device)
 
     def _input(self, t, p, q) -> torch.Tensor:
         return torch.cat([t[:, None], p, q], 1) if self.time_dependent else torch.cat([p, q], 1)
 
     def grad(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(g_p, g_q) with q̇ = g_p and ṗ = −g_q, each (N, d)."""
-        return self._grad_unchecked(self._check(t, p, q), p, q)
+        return self.raw_grad(self._check(t, p, q), p, q)
+
+    def raw_grad(self, t: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`grad` without input validation (t: (N,) tensor)."""
+        raise NotImplementedError
 
     def vector_field(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(ṗ, q̇), each (N, d)."""
@@ -83,7 +82,7 @@ class MLPHamiltonian(_Model):
         t = self._check(t, p, q)
         return self.mlp(self._input(t, p, q))[:, 0]
 
-    def _grad_unchecked(self, t, p, q):
+    def raw_grad(self, t, p, q):
         create_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             x = self._input(t, p, q)
@@ -107,7 +106,7 @@ class MLPBaseline(_Model):
     ) -> None:
         super().__init__(dim, hidden, 2 * dim, time_dependent, dtype, device)
 
-    def _grad_unchecked(self, t, p, q):
+    def raw_grad(self, t, p, q):
         out = self.mlp(self._input(t, p, q))
         dq, dp = out[:, : self.dim], out[:, self.dim :]
         return dq, -dp

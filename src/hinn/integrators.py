@@ -11,8 +11,11 @@ general (non-separable) learned H they are explicit approximations, not symplect
 explicit leapfrog drops to first order there (its kicks use ∂qH at the wrong p): ``order`` is the order
 for separable H, ``general_order`` for any smooth H (measured in ``tests/test_integrators.py``).
 
-Each scheme is written once here and once (with its adjoint) in ``csrc/hinn/integrators.h``; the fused
-backend replaces a whole step or rollout by one compiled call.
+Each scheme is a small class registered by name in :data:`SCHEMES`; the built-in ones are written once
+here and once (with their adjoints) in ``csrc/hinn/integrators.h``. :func:`step` and :func:`rollout`
+work with any :class:`hinn.protocols.HamiltonianModel`; a model offering the ``compiled_rollout``
+capability (the fused :class:`hinn.HamiltonianNet`) runs a built-in scheme in one compiled call, and
+any other scheme — a user's subclass included — runs here, stage by stage.
 """
 
 from __future__ import annotations
@@ -23,8 +26,7 @@ from typing import Callable, Dict, Tuple, Type
 import torch
 from torch import Tensor
 
-from . import backends
-from ._checks import Time, check_step_size
+from ._checks import Time, check_model_state, check_step_size, check_steps
 
 GradFn = Callable[[Tensor, Tensor, Tensor], Tuple[Tensor, Tensor]]
 
@@ -33,25 +35,32 @@ RK4_WEIGHTS = (Fraction(1, 6), Fraction(1, 3), Fraction(1, 3), Fraction(1, 6))
 
 
 class Scheme:
-    """One explicit step of a Hamiltonian integrator. Subclasses set ``name``, ``order`` and
-    ``symplectic`` (for separable H), ``general_order`` (for any smooth H) and ``code`` (the compiled
-    core's scheme number)."""
+    """One step of a Hamiltonian integrator. Subclasses set ``name``, ``order`` and ``symplectic`` (for
+    separable H), ``general_order`` (for any smooth H), and implement :meth:`step`.
+
+    A subclass registered with :func:`register_scheme` is usable by name everywhere (``hinn.step``, the
+    training loop, the CLI). The compiled core runs only the built-in classes themselves: a subclass
+    always runs its own :meth:`step`.
+    """
 
     name: str
     order: int
     general_order: int
     symplectic: bool
-    code: int
 
     def step(self, grad: GradFn, t: Tensor, p: Tensor, q: Tensor, h: float) -> Tuple[Tensor, Tensor]:
+        """(p', q') after one step of size h from (t, p, q); ``grad(t, p, q) -> (∂pH, ∂qH)``."""
         raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
 
 class Euler(Scheme):
     r"""Explicit Euler: :math:`q' = q + h\,\partial_p H(t,p,q)`, :math:`p' = p - h\,\partial_q H(t,p,q)`.
     Order 1, not symplectic (energy drifts)."""
 
-    name, order, general_order, symplectic, code = "euler", 1, 1, False, 0
+    name, order, general_order, symplectic = "euler", 1, 1, False
 
     def step(self, grad, t, p, q, h):
         gp, gq = grad(t, p, q)
@@ -63,7 +72,7 @@ class SymplecticEuler(Scheme):
     :math:`q' = q + h\,\partial_p H(t,p',q)`. Order 1; symplectic for separable H
     (Hairer, Lubich, Wanner, *Geometric Numerical Integration*, §I.1)."""
 
-    name, order, general_order, symplectic, code = "symplectic_euler", 1, 1, True, 1
+    name, order, general_order, symplectic = "symplectic_euler", 1, 1, True
 
     def step(self, grad, t, p, q, h):
         _, gq = grad(t, p, q)
@@ -80,7 +89,7 @@ class Leapfrog(Scheme):
     Order 2; symplectic and time-reversible for separable H (Hairer, Lubich, Wanner 2003). For a
     non-separable H this explicit form is first order (the implicit Störmer–Verlet would keep order 2)."""
 
-    name, order, general_order, symplectic, code = "leapfrog", 2, 1, True, 2
+    name, order, general_order, symplectic = "leapfrog", 2, 1, True
 
     def step(self, grad, t, p, q, h):
         _, gq = grad(t, p, q)
@@ -95,7 +104,7 @@ class RK4(Scheme):
     r"""Classical fourth-order Runge–Kutta on :math:`(\dot p, \dot q) = (-\partial_q H, \partial_p H)`.
     Order 4, not symplectic (used by the HNN paper)."""
 
-    name, order, general_order, symplectic, code = "rk4", 4, 4, False, 3
+    name, order, general_order, symplectic = "rk4", 4, 4, False
 
     def step(self, grad, t, p, q, h):
         dp, dq = torch.zeros_like(p), torch.zeros_like(q)
@@ -110,63 +119,97 @@ class RK4(Scheme):
         return p + dp, q + dq
 
 
-SCHEMES: Dict[str, Type[Scheme]] = {cls.name: cls for cls in (Euler, SymplecticEuler, Leapfrog, RK4)}
+SCHEMES: Dict[str, Type[Scheme]] = {}
+# The classes whose exact arithmetic the compiled core also implements (csrc/hinn/integrators.h, under the
+# same name). Only these run compiled; anything else — a subclass included — runs its own ``step``.
+COMPILED_SCHEMES: Dict[str, Type[Scheme]] = {}
 
 
-def get_scheme(name: str) -> Scheme:
-    """The scheme registered under ``name``; ``ValueError`` lists the valid names otherwise."""
-    if isinstance(name, Scheme):
-        return name
+def register_scheme(cls: Type[Scheme], *, compiled: bool = False) -> Type[Scheme]:
+    """Register a :class:`Scheme` subclass under its ``name`` (usable as a class decorator), making it
+    available by name to :func:`step`, :func:`rollout`, the training loop and the CLI. ``compiled``: the
+    compiled core implements this very class under the same name (built-in schemes only)."""
+    if not (isinstance(cls, type) and issubclass(cls, Scheme)) or not isinstance(getattr(cls, "name", None), str):
+        raise TypeError(f"register_scheme needs a Scheme subclass with a string `name`, got {cls!r}")
+    SCHEMES[cls.name] = cls
+    if compiled:
+        COMPILED_SCHEMES[cls.name] = cls
+    else:
+        COMPILED_SCHEMES.pop(cls.name, None)
+    return cls
+
+
+for _cls in (Euler, SymplecticEuler, Leapfrog, RK4):
+    register_scheme(_cls, compiled=True)
+
+
+def get_scheme(scheme: "str | Scheme") -> Scheme:
+    """The scheme registered under ``scheme`` (or ``scheme`` itself when it is a :class:`Scheme`);
+    ``ValueError`` lists the valid names otherwise."""
+    if isinstance(scheme, Scheme):
+        return scheme
+    if isinstance(scheme, type) and issubclass(scheme, Scheme):
+        return scheme()
     try:
-        return SCHEMES[name]()
+        return SCHEMES[scheme]()
     except (KeyError, TypeError):
-        raise ValueError(f"unknown scheme {name!r}; valid schemes are {', '.join(SCHEMES)}") from None
+        raise ValueError(f"unknown scheme {scheme!r}; valid schemes are {', '.join(SCHEMES)}") from None
 
 
-def step(net, t: Time, p: Tensor, q: Tensor, h: float, scheme: str = "symplectic_euler") -> Tuple[Tensor, Tensor]:
-    """One step of ``scheme`` with the vector field of ``net`` from time t.
+def _stage_grad(model) -> GradFn:
+    # inputs are validated once by the entry point; a model that checks its own inputs offers raw_grad
+    return getattr(model, "raw_grad", None) or model.grad
+
+
+def _integrate(model, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, sch: Scheme, trajectory: bool):
+    fast = getattr(model, "compiled_rollout", None)
+    if fast is not None:
+        out = fast(sch, t, p, q, h, steps, trajectory)
+        if out is not None:
+            return out
+    grad = _stage_grad(model)
+    P, Q = [p], [q]
+    for k in range(steps):
+        p, q = sch.step(grad, t + k * h, p, q, h)
+        if trajectory:
+            P.append(p)
+            Q.append(q)
+    return (torch.stack(P), torch.stack(Q)) if trajectory else (p, q)
+
+
+def step(
+    model, t: Time, p: Tensor, q: Tensor, h: float, scheme: "str | Scheme" = "symplectic_euler"
+) -> Tuple[Tensor, Tensor]:
+    """One step of ``scheme`` with the vector field of ``model`` from time t.
 
     Args:
-        net: a :class:`hinn.HamiltonianNet`, or any model with ``_check``, ``backend_name`` and
-            ``_grad_unchecked`` (the HNN-paper models of :mod:`hinn.hnn`).
+        model: any :class:`hinn.protocols.HamiltonianModel` (a :class:`hinn.HamiltonianNet`, a
+            :mod:`hinn.hnn` model, or a user's object with ``dim`` and ``grad(t, p, q)``).
         t: float or (N,) times; p, q: (N, d) states.
         h: time step.
-        scheme: ``"euler"``, ``"symplectic_euler"``, ``"leapfrog"`` or ``"rk4"``.
+        scheme: a name from :data:`SCHEMES` or a :class:`Scheme` instance.
 
     Returns:
-        (p', q'), each (N, d), differentiable with respect to p, q and the parameters of ``net``.
+        (p', q'), each (N, d), differentiable with respect to p, q and the parameters of ``model``.
     """
     sch = get_scheme(scheme)
     h = check_step_size(h)
-    t = net._check(t, p, q)
-    name = net.backend_name()
-    if name == "fused":
-        return backends.module(name).step(net, t, p, q, h, sch.code)
-    return sch.step(net._grad_unchecked, t, p, q, h)
+    t = check_model_state(model, t, p, q)
+    return _integrate(model, t, p, q, h, 1, sch, trajectory=False)
 
 
 def rollout(
-    net, t0: Time, p0: Tensor, q0: Tensor, h: float, steps: int, scheme: str = "symplectic_euler"
+    model, t0: Time, p0: Tensor, q0: Tensor, h: float, steps: int, scheme: "str | Scheme" = "symplectic_euler"
 ) -> Tuple[Tensor, Tensor]:
     """``steps`` steps of ``scheme`` from (t0, p0, q0); step k starts at time t0 + k h.
 
     Returns:
-        (P, Q), each (steps+1, N, d), with P[0] = p0. The fused backend computes it in one call and, in
-        its backward pass, recomputes each step's internals from the stored states.
+        (P, Q), each (steps+1, N, d), with P[0] = p0. A model with the ``compiled_rollout`` capability
+        (the fused backend) computes it in one call and, in its backward pass, recomputes each step's
+        internals from the stored states.
     """
     sch = get_scheme(scheme)
     h = check_step_size(h)
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
-        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
-    t = net._check(t0, p0, q0)
-    name = net.backend_name()
-    if name == "fused":
-        return backends.module(name).rollout(net, t, p0, q0, h, steps, sch.code)
-    grad = net._grad_unchecked
-    P, Q = [p0], [q0]
-    p, q = p0, q0
-    for k in range(steps):
-        p, q = sch.step(grad, t + k * h, p, q, h)
-        P.append(p)
-        Q.append(q)
-    return torch.stack(P), torch.stack(Q)
+    steps = check_steps(steps)
+    t = check_model_state(model, t0, p0, q0)
+    return _integrate(model, t, p0, q0, h, steps, sch, trajectory=True)

@@ -11,7 +11,9 @@ from torch import nn
 from . import backends
 from ._checks import Time, check_state
 
+# The activations every backend implements (smooth: second derivatives are used).
 ACTIVATIONS = ("tanh", "softplus")
+STRUCTURE = ("dim", "width", "depth", "time_dependent", "activation", "resnet_step")
 
 
 class HamiltonianNet(nn.Module):
@@ -41,6 +43,13 @@ class HamiltonianNet(nn.Module):
         backend: ``"fused"``, ``"autograd"``, ``"hessquik"``, or None to follow :func:`hinn.set_backend`.
 
     Initialisation: every entry of K and b is drawn from U(−1/√n, 1/√n), n the layer's input size.
+
+    The structure (``dim``, ``width``, ``depth``, ``time_dependent``, ``activation``, ``resnet_step``) is
+    fixed at construction: read-only, and stored in the ``state_dict``, so that loading weights saved
+    from a network of another structure raises instead of silently computing something else.
+
+    A HamiltonianNet is a :class:`hinn.protocols.HamiltonianModel` with both optional capabilities:
+    ``raw_grad`` and, on the fused backend, ``compiled_rollout``.
     """
 
     def __init__(
@@ -71,17 +80,42 @@ class HamiltonianNet(nn.Module):
         dtype = dtype or torch.get_default_dtype()
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        self.dim = dim
-        self.width = width
-        self.depth = depth
-        self.time_dependent = bool(time_dependent)
-        self.activation = activation
-        self.resnet_step = resnet_step
+        self._structure = dict(
+            dim=dim,
+            width=width,
+            depth=depth,
+            time_dependent=bool(time_dependent),
+            activation=activation,
+            resnet_step=resnet_step,
+        )
         self.backend = backend
         self.theta = nn.Parameter(torch.empty(self.n_params, dtype=dtype, device=device))
         self.reset_parameters()
 
     # ---------------------------------------------------------------- structure
+    dim = property(lambda self: self._structure["dim"], doc="d: p, q ∈ R^d.")
+    width = property(lambda self: self._structure["width"], doc="w: the width of every hidden layer.")
+    depth = property(lambda self: self._structure["depth"], doc="L: the number of residual layers.")
+    time_dependent = property(lambda self: self._structure["time_dependent"], doc="whether t is an input.")
+    activation = property(lambda self: self._structure["activation"], doc="the activation's name.")
+    resnet_step = property(lambda self: self._structure["resnet_step"], doc="h_r, the residual step.")
+
+    @property
+    def structure(self) -> dict:
+        """The structure as a dict (what ``state_dict`` stores and checks)."""
+        return dict(self._structure)
+
+    def get_extra_state(self) -> dict:
+        return {"structure": self.structure}
+
+    def set_extra_state(self, state) -> None:
+        theirs = state.get("structure") if isinstance(state, dict) else None
+        if theirs != self._structure:
+            raise ValueError(
+                f"this state dict was saved from a network with structure {theirs}, but this network has "
+                f"{self._structure}; build the network with the saved structure"
+            )
+
     @property
     def n_in(self) -> int:
         return 2 * self.dim + int(self.time_dependent)
@@ -127,20 +161,21 @@ class HamiltonianNet(nn.Module):
     def _check(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         return check_state(t, p, q, self.dim, self.theta.dtype, self.theta.device)
 
+    def _backend(self) -> backends.Backend:
+        return backends.backend(self.backend_name())
+
     def forward(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """H_θ(t, p, q). t: float or (N,); p, q: (N, d). Returns (N,)."""
         t = self._check(t, p, q)
-        return backends.module(self.backend_name()).hamiltonian(self, t, p, q)
+        return self._backend().hamiltonian(self, t, p, q)
 
     def grad(self, t: Time, p: torch.Tensor, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """(∂H/∂p, ∂H/∂q), each (N, d), differentiable with respect to p, q, t and ``theta``."""
-        t = self._check(t, p, q)
-        _, gp, gq = backends.module(self.backend_name()).grad(self, t, p, q)
-        return gp, gq
+        return self.raw_grad(self._check(t, p, q), p, q)
 
-    def _grad_unchecked(self, t: torch.Tensor, p: torch.Tensor, q: torch.Tensor):
-        """(∂H/∂p, ∂H/∂q) without input checks: what the integrators call at every stage."""
-        _, gp, gq = backends.module(self.backend_name()).grad(self, t, p, q)
+    def raw_grad(self, t: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`grad` without input validation, for callers that validated once (t: (N,) tensor)."""
+        _, gp, gq = self._backend().grad(self, t, p, q)
         return gp, gq
 
     def value_and_grad(
@@ -148,7 +183,12 @@ class HamiltonianNet(nn.Module):
     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(H, ∂H/∂p, ∂H/∂q) in one pass: shapes (N,), (N, d), (N, d)."""
         t = self._check(t, p, q)
-        return backends.module(self.backend_name()).grad(self, t, p, q)
+        return self._backend().grad(self, t, p, q)
+
+    def compiled_rollout(self, scheme, t, p, q, h: float, steps: int, trajectory: bool):
+        """``steps`` steps of ``scheme`` in one compiled call when this network's backend can run this
+        scheme, else None (see :class:`hinn.protocols.CompiledRollout`)."""
+        return self._backend().rollout(self, scheme, t, p, q, h, steps, trajectory)
 
     # ---------------------------------------------------------------- hessQuik conversion
     def to_hessquik(self):

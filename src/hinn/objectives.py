@@ -1,39 +1,98 @@
-"""Training objectives.
+"""Training objectives, pluggable into the one training loop (:func:`hinn.train.fit`).
 
-* :func:`trajectory_loss` — HINN (the poster): roll the learned dynamics out K steps from observed
+* :class:`TrajectoryObjective` — HINN (the poster): roll the learned dynamics out K steps from observed
   states and compare with the observations, min_θ Σ_k |p_θ(t_k) − p(t_k)|² + |q_θ(t_k) − q(t_k)|²
   (a discrete form of the poster's ∫ … dt), averaged over windows and steps and divided by h².
   Why h²: a one-step error is h times the error of the learned vector field, so the raw loss shrinks
   like h² and plain gradient descent at the poster's learning rate barely moves (measured: spring,
   1500 epochs, rollout MSE 0.43). Divided by h², the loss is the squared vector-field error and a
   learning rate means the same at any h.
-* :func:`derivative_loss` — HNN (Greydanus et al. 2019): fit (∂H/∂p, −∂H/∂q) to observed (q̇, ṗ).
+* :class:`DerivativeObjective` — HNN (Greydanus et al. 2019): fit (∂H/∂p, −∂H/∂q) to observed (q̇, ṗ).
+
+An objective holds its samples and computes the loss of a model on any subset of them (``idx``).
 """
 
 from __future__ import annotations
 
-import torch
+from typing import Optional, Protocol, Union
 
-from .integrators import rollout, step
+from torch import Tensor
+
+from .integrators import Scheme, rollout, step
+
+Index = Optional[Union[Tensor, slice]]
 
 
-def trajectory_loss(net, t0, p0, q0, P_target, Q_target, h: float, scheme: str = "symplectic_euler") -> torch.Tensor:
+class Objective(Protocol):
+    """``n`` samples; ``loss(model, idx)`` the mean loss over the samples ``idx`` (None: all)."""
+
+    n: int
+
+    def loss(self, model, idx: Index = None) -> Tensor: ...
+
+
+def trajectory_loss(
+    model, t0, p0, q0, P_target, Q_target, h: float, scheme: "str | Scheme" = "symplectic_euler"
+) -> Tensor:
     """Mean over windows, steps and components of the squared rollout error, over 2h².
 
     t0 (M,), p0 and q0 (M, d): window starts; P_target, Q_target (K, M, d): the next K observations.
     """
     K = P_target.shape[0]
     if K == 1:
-        p1, q1 = step(net, t0, p0, q0, h, scheme)
+        p1, q1 = step(model, t0, p0, q0, h, scheme)
         err = ((p1 - P_target[0]) ** 2).mean() + ((q1 - Q_target[0]) ** 2).mean()
     else:
-        P, Q = rollout(net, t0, p0, q0, h, K, scheme)
+        P, Q = rollout(model, t0, p0, q0, h, K, scheme)
         err = ((P[1:] - P_target) ** 2).mean() + ((Q[1:] - Q_target) ** 2).mean()
     return err / (2 * h * h)
 
 
-def derivative_loss(net, t, p, q, dp_dt, dq_dt) -> torch.Tensor:
+def derivative_loss(model, t, p, q, dp_dt, dq_dt) -> Tensor:
     """HNN loss: the mean squared error of the predicted (q̇, ṗ) = (∂H/∂p, −∂H/∂q) against the observed
     derivatives, over samples and all 2d components (the HNN paper's L2 loss)."""
-    gp, gq = net.grad(t, p, q)
+    gp, gq = model.grad(t, p, q)
     return 0.5 * (((gp - dq_dt) ** 2).mean() + ((gq + dp_dt) ** 2).mean())
+
+
+def _take(x: Tensor, idx: Index, dim: int = 0) -> Tensor:
+    if idx is None:
+        return x
+    return x[idx] if dim == 0 else x[:, idx]
+
+
+class TrajectoryObjective:
+    """HINN: K-step windows (t0 (M,), p0, q0 (M, d); targets P, Q (K, M, d)) observed every ``h``."""
+
+    def __init__(self, t0, p0, q0, P_target, Q_target, h: float, scheme: "str | Scheme" = "symplectic_euler"):
+        self.t0, self.p0, self.q0, self.P, self.Q = t0, p0, q0, P_target, Q_target
+        self.h, self.scheme = float(h), scheme
+        self.n = int(t0.shape[0])
+
+    def loss(self, model, idx: Index = None) -> Tensor:
+        return trajectory_loss(
+            model,
+            _take(self.t0, idx),
+            _take(self.p0, idx),
+            _take(self.q0, idx),
+            _take(self.P, idx, 1),
+            _take(self.Q, idx, 1),
+            self.h,
+            self.scheme,
+        )
+
+
+class DerivativeObjective:
+    """HNN: states t (M,), p, q (M, d) with observed time derivatives ṗ, q̇ (M, d)."""
+
+    def __init__(self, t, p, q, dp_dt, dq_dt):
+        self.t, self.p, self.q, self.dp, self.dq = t, p, q, dp_dt, dq_dt
+        self.n = int(t.shape[0])
+
+    def loss(self, model, idx: Index = None) -> Tensor:
+        return derivative_loss(
+            model, _take(self.t, idx), _take(self.p, idx), _take(self.q, idx), _take(self.dp, idx), _take(self.dq, idx)
+        )
+
+
+__all__ = ["DerivativeObjective", "Objective", "TrajectoryObjective", "derivative_loss", "trajectory_loss"]

@@ -1,4 +1,5 @@
-"""Figures (PNG) for a trained run: the poster's Fig. 3 (q(t), p(t)) and Fig. 4 (orbits), phase
+"""Figures (PNG): for a trained run (:func:`make_figures`) and for the HNN comparison
+(:func:`comparison_figure`). For a trained run: the poster's Fig. 3 (q(t), p(t)) and Fig. 4 (orbits), phase
 portraits, energy over time, learned against true H, and the loss curves."""
 
 from __future__ import annotations
@@ -18,12 +19,16 @@ def _plt():
     return plt
 
 
-def make_figures(
-    run_dir: str, system, test, P, Q, E_true, E_pred, H_learned_true, history: List[Dict], n_show: int = 3
-) -> List[str]:
-    """Write the figures into ``run_dir``; returns their paths. P, Q: predicted (n, T, d)."""
+def make_figures(run_dir: str, name: str, test, arrays: Dict, history: List[Dict], n_show: int = 3) -> List[str]:
+    """The figures of a trained run, written into ``run_dir``; returns their paths.
+
+    ``name``: the system's (or data set's) name; ``test``: the test trajectories; ``arrays``: what
+    :func:`hinn.metrics.rollouts` returns (the predicted P, Q (n, T, d), and the true energies ``E_true``,
+    ``E_pred`` when the true Hamiltonian is known); ``history``: the training loss per epoch."""
     plt = _plt()
     t = test.t
+    P, Q, H_learned_true = arrays["P"], arrays["Q"], arrays["H_learned_true"]
+    E_true, E_pred = arrays.get("E_true"), arrays.get("E_pred")
     paths = []
 
     def save(fig, name):
@@ -47,7 +52,7 @@ def make_figures(
     axes[1].set_ylabel("p" if d == 1 else "p₁")
     axes[1].set_xlabel("t")
     axes[0].legend()
-    axes[0].set_title(f"{system.name}: held-out trajectories, truth (solid) vs learned (dashed)")
+    axes[0].set_title(f"{name}: held-out trajectories, truth (solid) vs learned (dashed)")
     save(fig, "trajectories.png")
     # orbits in the plane (poster Fig. 4) for n-body systems
     if d >= 4 and d % 2 == 0:
@@ -60,7 +65,7 @@ def make_figures(
         ax.set_xlabel("x")
         ax.set_ylabel("y")
         ax.legend(fontsize=8)
-        ax.set_title(f"{system.name}: orbits")
+        ax.set_title(f"{name}: orbits")
         save(fig, "orbits.png")
     # phase portrait
     fig, ax = plt.subplots(figsize=(5, 5))
@@ -71,6 +76,9 @@ def make_figures(
     ax.set_ylabel("p₁")
     ax.set_title("phase portrait (solid: truth)")
     save(fig, "phase.png")
+    if E_true is None:  # no true Hamiltonian (a user's data): no energy figures
+        _loss_figure(plt, history, save)
+        return paths
     # energy along trajectories
     fig, ax = plt.subplots(figsize=(7, 4))
     for i in range(k):
@@ -92,13 +100,48 @@ def make_figures(
     ax.set_ylabel("learned H_θ")
     ax.legend()
     save(fig, "learned_vs_true_H.png")
-    if history:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ep = [r["epoch"] for r in history]
-        ax.semilogy(ep, [r["train_loss"] for r in history], label="train")
-        ax.semilogy(ep, [r["val_loss"] for r in history], label="validation")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("trajectory loss")
-        ax.legend()
-        save(fig, "loss.png")
+    _loss_figure(plt, history, save)
     return paths
+
+
+def _loss_figure(plt, history: List[Dict], save) -> None:
+    if not history:
+        return
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ep = [r["epoch"] for r in history]
+    ax.semilogy(ep, [r["train_loss"] for r in history], label="train")
+    if "val_loss" in history[0]:
+        ax.semilogy(ep, [r["val_loss"] for r in history], label="validation")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("trajectory loss")
+    ax.legend()
+    save(fig, "loss.png")
+
+
+def comparison_figure(path: str, name: str, trajs: Dict) -> str:
+    """The HNN comparison: a held-out trajectory of each model against the truth, and the true energy
+    along it. ``trajs``: model name -> (t_eval (T,), dict with the truth P, Q, E and the model's Pm, Qm,
+    Em, each (n, T, d) or (n, T)). Writes ``path``; returns it."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    t_eval, tr0 = next(iter(trajs.values()))
+    d = tr0["P"].shape[2]
+    y_true = tr0["Q"][0, :, 1] if d >= 2 else tr0["P"][0, :, 0]
+    axes[0].plot(tr0["Q"][0, :, 0], y_true, "k", lw=2.5, alpha=0.4, label="truth")
+    for i, (kind, (_, tr)) in enumerate(trajs.items()):
+        ys = tr["Qm"][0, :, 1] if d >= 2 else tr["Pm"][0, :, 0]
+        axes[0].plot(tr["Qm"][0, :, 0], ys, f"C{i}--", label=kind)
+        axes[1].plot(t_eval, tr["Em"][0], f"C{i}--", label=kind)
+    axes[1].plot(t_eval, tr0["E"][0], "k", lw=2.5, alpha=0.4, label="truth")
+    axes[0].set_xlabel("q₁" if d >= 2 else "q")
+    axes[0].set_ylabel("q₂ (body 1: x, y)" if d >= 2 else "p")
+    axes[0].set_title(f"{name}: a held-out trajectory")
+    axes[1].set_xlabel("t")
+    axes[1].set_ylabel("true energy along the trajectory")
+    axes[1].set_title("energy")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

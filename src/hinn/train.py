@@ -1,7 +1,10 @@
-"""The training loop: HINN trajectory objective, plain gradient descent or Adam, mini-batches,
-validation, early stopping, a progress bar and atomic, resumable checkpoints.
+"""The training loop, written once: :func:`fit` trains any model on any objective (HINN's trajectory
+objective, HNN's derivative objective) with plain gradient descent or Adam, mini-batches, validation,
+early stopping, a progress bar and atomic, resumable checkpoints. :func:`train` is HINN on a data set
+described by a :class:`TrainConfig`; :mod:`hinn.comparison` configures the same loop for the HNN paper's
+models.
 
-Determinism: the network's initial weights come from ``torch.manual_seed(seed)``, the mini-batch order
+Determinism: the model's initial weights come from ``torch.manual_seed(seed)``, the mini-batch order
 from a ``torch.Generator`` seeded with ``seed`` whose state is stored in every checkpoint, so a run resumed
 from a checkpoint continues exactly as if it had not stopped.
 """
@@ -13,6 +16,7 @@ import math
 import os
 import platform
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
 
@@ -20,12 +24,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .data import Dataset, generate
-from .network import HamiltonianNet
-from .objectives import trajectory_loss
+from .data import Dataset, generate, load_trajectories
+from .network import ACTIVATIONS, HamiltonianNet
+from .objectives import Objective, TrajectoryObjective
 
 CHECKPOINT = "checkpoint.pt"
-OPTIMIZERS = ("gd", "adam")
+PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept for a corrupted last one
+OPTIMIZERS = {
+    "gd": lambda params, lr, wd: torch.optim.SGD(params, lr=lr, weight_decay=wd),
+    "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd),
+}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -35,23 +43,29 @@ class TrainingDiverged(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a run (saved in its checkpoint and ``config.json``)."""
+    """Everything that defines a run (saved in its checkpoint and ``config.json``).
+
+    The defaults learn every built-in system (benchmarks/RESULTS.md, "Training defaults"): Adam at 1e-3
+    on mini-batches of 100 one-step pairs, a width-16, depth-4 network. The poster's own settings are the
+    preset ``POSTER`` of :mod:`hinn.experiments` (``hinn reproduce``).
+    """
 
     system: str = "spring"
+    data: Optional[str] = None  # a user's .npz trajectories (see hinn.data.load_trajectories) instead of a system
     sizes: Tuple[int, int, int] = (2000, 300, 300)  # samples: train, validation, test
-    steps: int = 100  # transitions per trajectory
+    transitions: int = 100  # transitions per trajectory (generated data)
     h: Optional[float] = None  # observation interval (system default)
     noise: float = 0.0
-    width: int = 3
-    depth: int = 20
+    width: int = 16
+    depth: int = 4
     activation: str = "tanh"
     time_dependent: bool = True
     scheme: str = "symplectic_euler"
     window: int = 1  # K: one-step pairs (1) or K-step rollout windows
-    optimizer: str = "gd"  # "gd" (plain gradient descent) or "adam"
+    optimizer: str = "adam"  # "adam" or "gd" (plain gradient descent)
     lr: float = 1e-3
     epochs: int = 1500
-    batch_size: Optional[int] = None  # None: full batch
+    batch_size: Optional[int] = 100  # None: full batch
     patience: Optional[int] = None  # early stopping on the validation loss
     checkpoint_every: int = 100
     seed: int = 0
@@ -64,8 +78,12 @@ class TrainConfig:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
         if self.dtype not in DTYPES:
             raise ValueError(f"unknown dtype {self.dtype!r}; valid dtypes are {', '.join(DTYPES)}")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; valid activations are {', '.join(ACTIVATIONS)}")
         if self.epochs < 0 or self.lr <= 0 or self.window < 1:
-            raise ValueError("need epochs >= 0, lr > 0 and window >= 1")
+            raise ValueError(f"need epochs >= 0, lr > 0 and window >= 1; got {self.epochs}, {self.lr}, {self.window}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 (or None for full batches), got {self.batch_size}")
 
     @classmethod
     def from_dict(cls, d: Dict) -> "TrainConfig":
@@ -84,8 +102,18 @@ class TrainResult:
     stopped_early: bool = False
 
 
+@dataclass
+class FitResult:
+    history: List[Dict]  # one entry per epoch: epoch, train_loss, val_loss (when validated)
+    stopped_early: bool
+    best_epoch: int  # the epoch whose weights the model holds now (-1: the last, no validation)
+
+
 def make_dataset(cfg: TrainConfig) -> Dataset:
-    return generate(cfg.system, cfg.sizes, cfg.steps, cfg.h, cfg.noise, cfg.seed)
+    """The run's data: the user's file (``cfg.data``, split by trajectory) or generated from ``cfg.system``."""
+    if cfg.data:
+        return load_trajectories(cfg.data, seed=cfg.seed)
+    return generate(cfg.system, cfg.sizes, cfg.transitions, cfg.h, cfg.noise, cfg.seed)
 
 
 def make_net(cfg: TrainConfig, dim: int) -> HamiltonianNet:
@@ -106,22 +134,175 @@ def _versions() -> Dict[str, str]:
 
     return {
         "hinn": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint could not be read (truncated, corrupted, or not a hinn checkpoint)."""
+
+
 def save_checkpoint(path: str, state: Dict) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
+    """Write atomically: a crash mid-write never leaves a truncated checkpoint behind, and the previous
+    checkpoint is kept beside it (``checkpoint.prev.pt``) in case the newest one is damaged later."""
     tmp = f"{path}.tmp-{os.getpid()}"
     torch.save(state, tmp)
+    if os.path.exists(path):
+        os.replace(path, os.path.join(os.path.dirname(path), PREVIOUS))
     os.replace(tmp, path)
 
 
+def _read_checkpoint(path: str) -> Dict:
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, wrong magic, unpickling refused: all mean "unusable"
+        raise CheckpointError(f"{path} is not a readable checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(st, dict) or "config" not in st or "model" not in st:
+        raise CheckpointError(f"{path} is not a hinn checkpoint")
+    return st
+
+
 def load_checkpoint(path: str) -> Dict:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """Read a checkpoint (``weights_only=True``: no code runs while loading). When it is damaged, the
+    previous one beside it is used, with a warning; ``CheckpointError`` when neither can be read."""
+    prev = os.path.join(os.path.dirname(path), PREVIOUS)
+    try:
+        return _read_checkpoint(path)
+    except CheckpointError as e:
+        if not os.path.exists(prev):
+            raise
+        warnings.warn(f"{e}; continuing from the previous checkpoint {prev}", RuntimeWarning, stacklevel=2)
+        return _read_checkpoint(prev)
+
+
+def fit(
+    model: torch.nn.Module,
+    objective: Objective,
+    *,
+    optimizer: str = "adam",
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    epochs: int = 1,
+    batch_size: Optional[int] = None,
+    batches_per_epoch: Optional[int] = None,
+    seed: int = 0,
+    validation: Optional[Objective] = None,
+    patience: Optional[int] = None,
+    checkpoint: Optional[str] = None,
+    checkpoint_every: int = 100,
+    run_state: Optional[Dict] = None,
+    resume: bool = False,
+    progress: bool = True,
+    desc: str = "train",
+) -> FitResult:
+    """Train ``model`` on ``objective``: the one training loop of hinn.
+
+    Args:
+        model: any module whose parameters the objective's loss depends on.
+        objective: the training samples and loss (:mod:`hinn.objectives`).
+        optimizer, lr, weight_decay: ``"adam"`` or ``"gd"`` (plain gradient descent) and its settings.
+        epochs: passes over the data; with ``batches_per_epoch``, that many mini-batches make an epoch
+            (each drawn from a fresh permutation: the HNN paper's "steps").
+        batch_size: samples per mini-batch (None: the full batch).
+        seed: seeds the mini-batch order (a ``torch.Generator`` stored in checkpoints).
+        validation: evaluated after every epoch; the model ends with the weights of the best epoch, and
+            ``patience`` epochs without improvement stop the run early.
+        checkpoint: a path; written atomically every ``checkpoint_every`` epochs, at the end and on an
+            early stop, with ``run_state`` (e.g. the config) saved beside the weights. With ``resume``,
+            training continues from it (``run_state`` must match).
+
+    Raises:
+        TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
+    """
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
+    params = [prm for prm in model.parameters() if prm.requires_grad]
+    opt = OPTIMIZERS[optimizer](params, lr, weight_decay)
+    M = objective.n
+    bs = M if batch_size is None else min(batch_size, M)
+    gen = torch.Generator().manual_seed(seed)
+    history: List[Dict] = []
+    start_epoch = 0
+    flat = lambda: torch.nn.utils.parameters_to_vector(params).detach().clone()  # noqa: E731
+    best = (math.inf, flat(), -1)
+    run_state = run_state or {}
+    if resume and checkpoint and os.path.exists(checkpoint):
+        st = load_checkpoint(checkpoint)
+        if st["config"] != run_state.get("config"):
+            raise ValueError(f"{checkpoint} was written with a different configuration; use another --out")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        gen.set_state(st["generator"])
+        history, start_epoch = st["history"], st["epoch"]
+        best = (st["best"][0], st["best"][1].to(best[1]), st["best"][2])
+
+    def state(epoch: int) -> Dict:
+        return {
+            **run_state,
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "generator": gen.get_state(),
+            "history": history,
+            "best": best,
+            "versions": _versions(),
+        }
+
+    n_batches = -(-M // bs) if batches_per_epoch is None else batches_per_epoch
+    stopped = False
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, initial=start_epoch, total=epochs,
+               dynamic_ncols=True)  # fmt: skip
+    for epoch in bar:
+        total = 0.0
+        for b in range(n_batches):
+            if bs < M:
+                if batches_per_epoch is not None or b == 0:
+                    perm = torch.randperm(M, generator=gen)
+                k = 0 if batches_per_epoch is not None else b
+                idx = perm[k * bs : (k + 1) * bs]
+            else:
+                idx = None
+            loss = objective.loss(model, idx)
+            value = loss.item()
+            if not math.isfinite(value):
+                where = (
+                    f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+                )
+                raise TrainingDiverged(
+                    f"the training loss became {value} at epoch {epoch + 1}{where}. "
+                    "Lower the learning rate or the time step."
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n_b = bs if idx is not None else M
+            total += value * (n_b / M if batches_per_epoch is None else 1 / n_batches)
+        entry = {"epoch": epoch + 1, "train_loss": total}
+        if validation is not None:
+            with torch.no_grad():
+                v = float(validation.loss(model))
+            entry["val_loss"] = v
+            if v < best[0]:
+                best = (v, flat(), epoch + 1)
+            bar.set_postfix(loss=f"{total:.3e}", val=f"{v:.3e}")
+        else:
+            bar.set_postfix(loss=f"{total:.3e}")
+        history.append(entry)
+        if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            save_checkpoint(checkpoint, state(epoch + 1))
+        if validation is not None and patience is not None and epoch + 1 - best[2] >= patience:
+            stopped = True
+            if checkpoint:
+                save_checkpoint(checkpoint, state(epoch + 1))
+            break
+    bar.close()
+    if best[2] > 0:
+        with torch.no_grad():
+            torch.nn.utils.vector_to_parameters(best[1], params)
+    return FitResult(history, stopped, best[2])
 
 
 def train(
@@ -131,14 +312,14 @@ def train(
     progress: bool = True,
     data: Optional[Dataset] = None,
 ) -> TrainResult:
-    """Train a HamiltonianNet on ``cfg.system`` with the HINN trajectory objective.
+    """Train a HamiltonianNet with the HINN trajectory objective on ``cfg``'s data.
 
     Args:
         cfg: the run's settings.
         out_dir: where ``checkpoint.pt``, ``config.json`` and ``data.npz`` go (None: nothing is written).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         progress: show a progress bar.
-        data: a data set to use instead of generating one from ``cfg``.
+        data: a data set to use instead of the one ``cfg`` describes.
 
     The final weights are those with the lowest validation loss.
     """
@@ -146,92 +327,37 @@ def train(
     net = make_net(cfg, data.train.P.shape[2])
     dtype = DTYPES[cfg.dtype]
     h = data.train.h
-    train_w = data.train.windows(cfg.window, dtype=dtype)
-    val_w = data.val.windows(min(cfg.window, len(data.val.t) - 1), dtype=dtype)
-    M = train_w[0].shape[0]
-    bs = M if cfg.batch_size is None else min(cfg.batch_size, M)
-    params = list(net.parameters())
-    opt = torch.optim.SGD(params, lr=cfg.lr) if cfg.optimizer == "gd" else torch.optim.Adam(params, lr=cfg.lr)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    history: List[Dict] = []
-    start_epoch = 0
-    best = (math.inf, net.theta.detach().clone(), -1)
+    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, dtype=dtype), h, cfg.scheme)
+    val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), dtype=dtype), h, cfg.scheme)
     ckpt = os.path.join(out_dir, CHECKPOINT) if out_dir else None
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
         data.save(os.path.join(out_dir, "data.npz"))
-    if resume and ckpt and os.path.exists(ckpt):
-        st = load_checkpoint(ckpt)
-        if st["config"] != asdict(cfg):
-            raise ValueError(f"{ckpt} was written with a different configuration; use another --out")
-        net.load_state_dict(st["net"])
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["generator"])
-        history, start_epoch = st["history"], st["epoch"]
-        best = (st["best"][0], st["best"][1].to(dtype), st["best"][2])
-
-    def state(epoch: int) -> Dict:
-        return {
-            "config": asdict(cfg),
-            "epoch": epoch,
-            "net": net.state_dict(),
-            "optimizer": opt.state_dict(),
-            "generator": gen.get_state(),
-            "history": history,
-            "best": best,
-            "versions": _versions(),
-        }
-
-    def val_loss() -> float:
-        with torch.no_grad():
-            return float(trajectory_loss(net, *val_w, h, cfg.scheme))
-
-    stopped = False
-    bar = tqdm(
-        range(start_epoch, cfg.epochs),
-        desc=f"train {cfg.system}",
-        disable=not progress,
-        initial=start_epoch,
-        total=cfg.epochs,
-        dynamic_ncols=True,
+    res = fit(
+        net,
+        train_obj,
+        optimizer=cfg.optimizer,
+        lr=cfg.lr,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        validation=val_obj,
+        patience=cfg.patience,
+        checkpoint=ckpt,
+        checkpoint_every=cfg.checkpoint_every,
+        run_state={"config": _plain(asdict(cfg))},
+        resume=resume,
+        progress=progress,
+        desc=f"train {data.system}",
     )
-    for epoch in bar:
-        perm = torch.randperm(M, generator=gen) if bs < M else None
-        total = 0.0
-        for b0 in range(0, M, bs):
-            idx = perm[b0 : b0 + bs] if perm is not None else slice(None)
-            t0, p0, q0 = (x[idx] for x in train_w[:3])
-            PT, QT = train_w[3][:, idx], train_w[4][:, idx]
-            loss = trajectory_loss(net, t0, p0, q0, PT, QT, h, cfg.scheme)
-            if not math.isfinite(loss.item()):
-                where = f"; the last good checkpoint is {ckpt}" if ckpt and os.path.exists(ckpt) else ""
-                raise TrainingDiverged(
-                    f"the training loss became {loss.item()} at epoch {epoch + 1}{where}. "
-                    "Lower the learning rate or the time step."
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * (len(p0) / M)
-        v = val_loss()
-        history.append({"epoch": epoch + 1, "train_loss": total, "val_loss": v})
-        if v < best[0]:
-            best = (v, net.theta.detach().clone(), epoch + 1)
-        bar.set_postfix(loss=f"{total:.3e}", val=f"{v:.3e}")
-        if ckpt and ((epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs):
-            save_checkpoint(ckpt, state(epoch + 1))
-        if cfg.patience is not None and epoch + 1 - best[2] >= cfg.patience:
-            stopped = True
-            if ckpt:
-                save_checkpoint(ckpt, state(epoch + 1))
-            break
-    bar.close()
-    if best[2] > 0:
-        with torch.no_grad():
-            net.theta.copy_(best[1])
-    return TrainResult(net, data, history, stopped)
+    return TrainResult(net, data, res.history, res.stopped_early)
+
+
+def _plain(d: Dict) -> Dict:
+    # checkpoints load with weights_only=True: keep the config to lists, dicts and scalars
+    return json.loads(json.dumps(d))
 
 
 def load_run(run_dir: str) -> TrainResult:
@@ -240,8 +366,8 @@ def load_run(run_dir: str) -> TrainResult:
     cfg = TrainConfig.from_dict(st["config"])
     data = Dataset.load(os.path.join(run_dir, "data.npz"))
     net = make_net(cfg, data.train.P.shape[2])
-    net.load_state_dict(st["net"])
+    net.load_state_dict(st["model"])
     if st["best"][2] > 0:
         with torch.no_grad():
-            net.theta.copy_(st["best"][1])
+            torch.nn.utils.vector_to_parameters(st["best"][1].to(net.theta), list(net.parameters()))
     return TrainResult(net, data, st["history"])

@@ -4,19 +4,23 @@
 ``"autograd"``: plain PyTorch with double backward;
 ``"hessquik"``: hessQuik's own closed-form gradient, the test oracle.
 
-Precedence: the network's own ``backend`` argument, then :func:`set_backend`, then the ``HINN_BACKEND``
-environment variable, then ``"fused"`` when the compiled module is present (else ``"autograd"``, with
-one warning).
+Each backend is a :class:`Backend` object in the registry :data:`BACKENDS`. Precedence: the network's own
+``backend`` argument, then :func:`set_backend`, then the ``HINN_BACKEND`` environment variable, then
+``"fused"`` when the compiled module is present (else ``"autograd"``, with one warning).
 """
 
 from __future__ import annotations
 
 import os
 import warnings
-from types import ModuleType
-from typing import Optional
+from typing import Dict, Optional
 
-BACKENDS = ("fused", "autograd", "hessquik")
+from .autograd import AutogradBackend
+from .base import Backend
+from .fused import FusedBackend
+from .hessquik import HessQuikBackend
+
+BACKENDS: Dict[str, Backend] = {b.name: b for b in (FusedBackend(), AutogradBackend(), HessQuikBackend())}
 
 _global: Optional[str] = None
 _warned = False
@@ -29,9 +33,7 @@ def check_backend_name(name: str) -> str:
 
 
 def fused_available() -> bool:
-    from . import fused
-
-    return fused.core is not None
+    return BACKENDS["fused"].available()
 
 
 class set_backend:
@@ -73,11 +75,9 @@ def get_backend(own: Optional[str] = None) -> str:
     if fused_available():
         return "fused"
     if not _warned:
-        from . import fused
-
         warnings.warn(
-            f"hinn's compiled core could not be imported ({fused.import_error}); using the slower "
-            "'autograd' backend. Reinstall hinn (pip install .) to build it.",
+            f"hinn's compiled core could not be imported ({BACKENDS['fused'].unavailable_reason()}); using the "
+            "slower 'autograd' backend. Reinstall hinn (pip install .) to build it.",
             RuntimeWarning,
             stacklevel=3,
         )
@@ -85,19 +85,15 @@ def get_backend(own: Optional[str] = None) -> str:
     return "autograd"
 
 
-def module(name: str) -> ModuleType:
-    if name == "fused":
-        from . import fused
+def backend(name: str) -> Backend:
+    """The :class:`Backend` registered under ``name``, ready to run (else a clear error)."""
+    b = BACKENDS[check_backend_name(name)]
+    if not b.available():
+        raise RuntimeError(
+            f"the {name!r} backend cannot run here ({b.unavailable_reason()}). Reinstall hinn with "
+            "`pip install .` to build the compiled core, or choose backend='autograd'."
+        )
+    return b
 
-        fused.require()
-        return fused
-    if name == "autograd":
-        from . import autograd
 
-        return autograd
-    if name == "hessquik":
-        from . import hessquik
-
-        return hessquik
-    check_backend_name(name)
-    raise AssertionError("unreachable")
+__all__ = ["BACKENDS", "Backend", "backend", "check_backend_name", "fused_available", "get_backend", "set_backend"]

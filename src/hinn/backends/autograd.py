@@ -7,6 +7,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .base import Backend
+
 
 def _act(name: str, z: torch.Tensor) -> torch.Tensor:
     return torch.tanh(z) if name == "tanh" else F.softplus(z)
@@ -31,7 +33,7 @@ def hamiltonian(net, t, p, q) -> torch.Tensor:
     return _forward(net, network_input(net, t, p, q))
 
 
-def grad(net, t, p, q) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def value_and_grad(net, t, p, q) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     # Build the graph of ∇H only when someone will differentiate it.
     create_graph = torch.is_grad_enabled() and any(x.requires_grad for x in (t, p, q, net.theta))
     with torch.enable_grad():
@@ -44,3 +46,15 @@ def grad(net, t, p, q) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if not create_graph:
         H, g = H.detach(), g.detach()
     return H, g[:, o : o + d], g[:, o + d :]
+
+
+class AutogradBackend(Backend):
+    """Plain PyTorch: H as tensor operations, ∇H by double backward; derivatives of any order."""
+
+    name = "autograd"
+
+    def hamiltonian(self, net, t, p, q):
+        return hamiltonian(net, t, p, q)
+
+    def grad(self, net, t, p, q):
+        return value_and_grad(net, t, p, q)

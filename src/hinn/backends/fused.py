@@ -15,16 +15,22 @@ Time is an input but no gradient flows to it through ``step``/``rollout``. Secon
 training losses with respect to θ (Hessian-vector products) are not provided; use the autograd backend
 for those.
 
-The compiled core sees only raw pointers (DESIGN §4): every tensor is validated, made contiguous and kept
-referenced here until the call returns.
+Every op guards its own door: it checks θ's length against the structure ``spec`` = [d, time, width,
+depth, activation code], the shapes of t, p, q and of every cotangent, one dtype and one device, in its
+real and its fake implementation (``torch._check*``, so that ``torch.compile`` and ``torch.export`` see
+the same contract). The compiled core sees only raw pointers (DESIGN §4): tensors are made contiguous
+and kept referenced here until the call returns, and the core checks every buffer's size once more.
 """
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from functools import lru_cache
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
+
+from .base import Backend
 
 try:
     from .. import _core as core
@@ -34,7 +40,7 @@ except ImportError as e:  # the package can be used without its compiled part (a
     core = None
     import_error = e
 
-ACT_CODES = {"tanh": 0, "softplus": 1}
+FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
 def require() -> None:
@@ -45,82 +51,82 @@ def require() -> None:
         )
 
 
-def _spec(net) -> List[int]:
-    return [int(net.time_dependent), net.width, net.depth, ACT_CODES[net.activation]]
+# ----------------------------------------------------------------------------- argument checks
+def n_params(spec: Sequence[int]) -> int:
+    d, time, w, L, _ = spec
+    n_in = 2 * d + time
+    return n_in * w + w + L * (w * w + w) + w + 1
 
 
-def _launch(
-    op: int,
-    spec: List[int],
-    hr: float,
-    x: Tensor,
-    *,
-    theta,
-    t,
-    p,
-    q,
-    b0=None,
-    b1=None,
-    b2=None,
-    o0=None,
-    o1=None,
-    o2=None,
-    thb=None,
-    scheme=0,
-    h=0.0,
-    steps=1,
-    trajectory=False,
-) -> None:
-    """One call into the core. x: a state tensor, for N, d, dtype and device."""
-    time, width, depth, act = spec
-    N, d = (x.shape[-2], x.shape[-1])
-    cuda = x.is_cuda
-    if cuda and not core.has_cuda:
+def _check_spec(op: str, spec: Sequence[int], hr: float) -> None:
+    torch._check_value(len(spec) == 5, lambda: f"hinn::{op}: spec must be [d, time, width, depth, act], got {spec}")
+    d, time, w, L, act = spec
+    n_act = len(core.ACTIVATIONS) if core is not None else 2
+    torch._check_value(
+        d >= 1 and time in (0, 1) and w >= 1 and L >= 0 and 0 <= act < n_act,
+        lambda: f"hinn::{op}: invalid structure d={d}, time={time}, width={w}, depth={L}, act={act}",
+    )
+    torch._check_value(hr == hr and abs(hr) != float("inf"), lambda: f"hinn::{op}: the residual step must be finite")
+
+
+def _check_like(op: str, name: str, x: Tensor, ref: Tensor, shape: Sequence[int]) -> None:
+    torch._check_type(x.dtype == ref.dtype, lambda: f"hinn::{op}: {name} has dtype {x.dtype}, p has {ref.dtype}")
+    torch._check_value(x.device == ref.device, lambda: f"hinn::{op}: {name} is on {x.device}, p is on {ref.device}")
+    torch._check_value(
+        x.dim() == len(shape), lambda: f"hinn::{op}: {name} must have shape {tuple(shape)}, got {tuple(x.shape)}"
+    )
+    for a, b in zip(x.shape, shape):
+        torch._check_value(a == b, lambda: f"hinn::{op}: {name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+
+
+def _check_inputs(op: str, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec, hr: float, lead=()) -> None:
+    """θ, t (N,), p and q (*lead, N, d) against ``spec``: lengths, shapes, one dtype, one device."""
+    _check_spec(op, spec, hr)
+    torch._check_type(
+        p.dtype in FLOAT_DTYPES, lambda: f"hinn::{op}: p has dtype {p.dtype}; expected float32 or float64"
+    )
+    torch._check_value(
+        p.dim() == len(lead) + 2, lambda: f"hinn::{op}: p must have {len(lead) + 2} dimensions, got {tuple(p.shape)}"
+    )
+    N, d = p.shape[-2], p.shape[-1]
+    torch._check_value(d == spec[0], lambda: f"hinn::{op}: p has d = {d} but the structure has d = {spec[0]}")
+    _check_like(op, "q", q, p, tuple(p.shape))
+    _check_like(op, "t", t, p, (N,))
+    _check_like(op, "theta", theta, p, (n_params(spec),))
+
+
+# ----------------------------------------------------------------------------- the call into the core
+@lru_cache(maxsize=64)
+def _desc(spec: Tuple[int, ...], hr: float):
+    d, time, w, L, act = spec
+    return core.NetDesc(d=d, time=time, width=w, depth=L, act=act, hr=hr)
+
+
+def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) -> None:
+    """One call into the core. x: a state tensor (dtype, device); tensors in ``args`` go as (pointer,
+    numel) pairs, everything else by name as it is."""
+    require()
+    if x.is_cuda and not core.has_cuda:
         raise RuntimeError(
             "these tensors are on CUDA but hinn._core was built without CUDA; reinstall with "
             "HINN_CUDA=ON pip install . (nvcc must be on PATH), or use backend='autograd'"
         )
     if x.device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"the fused backend runs on CPU and CUDA tensors, not on {x.device.type}")
-    ptr = lambda a: 0 if a is None else a.data_ptr()  # noqa: E731
-    stream = 0
-    if cuda:
-        stream = torch.cuda.current_stream(x.device).cuda_stream
-    args = (
-        op,
-        d,
-        time,
-        width,
-        depth,
-        act,
-        hr,
-        int(x.dtype == torch.float64),
-        torch.get_num_threads(),
-        N,
-        scheme,
-        h,
-        steps,
-        trajectory,
-        ptr(theta),
-        ptr(t),
-        ptr(p),
-        ptr(q),
-        ptr(b0),
-        ptr(b1),
-        ptr(b2),
-        ptr(o0),
-        ptr(o1),
-        ptr(o2),
-        ptr(thb),
-        cuda,
-        stream,
-        int(torch.are_deterministic_algorithms_enabled()),
+    kw = {k: (v.data_ptr(), v.numel()) if isinstance(v, Tensor) else v for k, v in args.items()}
+    common = dict(
+        dtype=core.DTYPES[str(x.dtype).rsplit(".", 1)[-1]],
+        N=N,
+        nthreads=torch.get_num_threads(),
+        cuda=x.is_cuda,
+        deterministic=torch.are_deterministic_algorithms_enabled(),
     )
-    if cuda:
+    desc = _desc(tuple(int(s) for s in spec), float(hr))
+    if x.is_cuda:
         with torch.cuda.device(x.device):
-            core.call(*args)
+            core.call(core.OPS[op], desc, stream=torch.cuda.current_stream(x.device).cuda_stream, **common, **kw)
     else:
-        core.call(*args)
+        core.call(core.OPS[op], desc, **common, **kw)
 
 
 def _c(x: Tensor) -> Tensor:
@@ -136,34 +142,46 @@ def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
 def grad_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float
 ) -> Tuple[Tensor, Tensor, Tensor]:
+    _check_inputs("grad", theta, t, p, q, spec, hr)
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     H = p.new_empty(p.shape[0])
     gp, gq = torch.empty_like(p), torch.empty_like(q)
-    _launch(core.OP_GRAD_FWD, spec, hr, p, theta=theta, t=t, p=p, q=q, o0=H, o1=gp, o2=gq)
+    _launch("grad", spec, hr, p, p.shape[0], theta=theta, t=t, p=p, q=q, out0=H, out1=gp, out2=gq)
     return H, gp, gq
 
 
 @grad_op.register_fake
 def _(theta, t, p, q, spec, hr):
+    _check_inputs("grad", theta, t, p, q, spec, hr)
     return p.new_empty(p.shape[0]), torch.empty_like(p), torch.empty_like(q)
+
+
+def _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr):
+    _check_inputs("grad_backward", theta, t, p, q, spec, hr)
+    _check_like("grad_backward", "the cotangent of H", Hb, p, (p.shape[0],))
+    _check_like("grad_backward", "the cotangent of dH/dp", gpb, p, tuple(p.shape))
+    _check_like("grad_backward", "the cotangent of dH/dq", gqb, p, tuple(p.shape))
 
 
 @torch.library.custom_op("hinn::grad_backward", mutates_args=())
 def grad_backward_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, Hb: Tensor, gpb: Tensor, gqb: Tensor, spec: List[int], hr: float
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr)
     theta, t, p, q, Hb, gpb, gqb = map(_c, (theta, t, p, q, Hb, gpb, gqb))
     tb, pb, qb, thb = torch.empty_like(t), torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
-    if not spec[0]:
+    if not spec[1]:
         tb.zero_()
     _launch(
-        core.OP_GRAD_BWD, spec, hr, p, theta=theta, t=t, p=p, q=q, b0=Hb, b1=gpb, b2=gqb, o0=tb, o1=pb, o2=qb, thb=thb
-    )
+        "grad_backward", spec, hr, p, p.shape[0],
+        theta=theta, t=t, p=p, q=q, in_b0=Hb, in_b1=gpb, in_b2=gqb, out0=tb, out1=pb, out2=qb, thb=thb,
+    )  # fmt: skip
     return tb, pb, qb, thb
 
 
 @grad_backward_op.register_fake
 def _(theta, t, p, q, Hb, gpb, gqb, spec, hr):
+    _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr)
     return torch.empty_like(t), torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
@@ -184,76 +202,73 @@ def _grad_bwd(ctx, Hb, gpb, gqb):
 grad_op.register_autograd(_grad_bwd, setup_context=_grad_setup)
 
 
-# ----------------------------------------------------------------------------- step
+# ----------------------------------------------------------------------------- step and rollout
+# A step is a rollout of one step that returns the final state instead of the trajectory: both ops share
+# one forward and one backward launch.
+def _check_scheme(op: str, scheme: int, h: float, steps: int) -> None:
+    n = len(core.SCHEMES) if core is not None else 4
+    torch._check_value(0 <= scheme < n, lambda: f"hinn::{op}: unknown scheme code {scheme}")
+    torch._check_value(h == h and abs(h) != float("inf"), lambda: f"hinn::{op}: h must be finite, got {h}")
+    torch._check_value(steps >= 0, lambda: f"hinn::{op}: steps must be >= 0, got {steps}")
+
+
+def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, trajectory):
+    theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
+    shape = ((steps + 1,) if trajectory else ()) + tuple(p.shape)
+    P, Q = p.new_empty(shape), q.new_empty(shape)
+    _launch(
+        "rollout", spec, hr, p, p.shape[0],
+        theta=theta, t=t, p=p, q=q, out1=P, out2=Q, scheme=scheme, h=h, steps=steps, trajectory=trajectory,
+    )  # fmt: skip
+    return P, Q
+
+
+def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, trajectory):
+    theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
+    p0b, q0b, thb = P.new_empty(P.shape[-2:]), Q.new_empty(Q.shape[-2:]), torch.empty_like(theta)
+    _launch(
+        "rollout_backward", spec, hr, P, P.shape[-2],
+        theta=theta, t=t, p=P, q=Q, in_b1=Pb, in_b2=Qb, out1=p0b, out2=q0b, thb=thb,
+        scheme=scheme, h=h, steps=steps, trajectory=trajectory,
+    )  # fmt: skip
+    return p0b, q0b, thb
+
+
 @torch.library.custom_op("hinn::step", mutates_args=())
 def step_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int
 ) -> Tuple[Tensor, Tensor]:
-    theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
-    p1, q1 = torch.empty_like(p), torch.empty_like(q)
-    _launch(
-        core.OP_ROLLOUT_FWD,
-        spec,
-        hr,
-        p,
-        theta=theta,
-        t=t,
-        p=p,
-        q=q,
-        o1=p1,
-        o2=q1,
-        scheme=scheme,
-        h=h,
-        steps=1,
-        trajectory=False,
-    )
-    return p1, q1
+    _check_inputs("step", theta, t, p, q, spec, hr)
+    _check_scheme("step", scheme, h, 1)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, 1, False)
 
 
 @step_op.register_fake
 def _(theta, t, p, q, spec, hr, h, scheme):
+    _check_inputs("step", theta, t, p, q, spec, hr)
+    _check_scheme("step", scheme, h, 1)
     return torch.empty_like(p), torch.empty_like(q)
+
+
+def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme):
+    _check_inputs("step_backward", theta, t, p, q, spec, hr)
+    _check_scheme("step_backward", scheme, h, 1)
+    _check_like("step_backward", "the cotangent of p'", pb, p, tuple(p.shape))
+    _check_like("step_backward", "the cotangent of q'", qb, p, tuple(p.shape))
 
 
 @torch.library.custom_op("hinn::step_backward", mutates_args=())
 def step_backward_op(
-    theta: Tensor,
-    t: Tensor,
-    p: Tensor,
-    q: Tensor,
-    pb: Tensor,
-    qb: Tensor,
-    spec: List[int],
-    hr: float,
-    h: float,
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, pb: Tensor, qb: Tensor, spec: List[int], hr: float, h: float,
     scheme: int,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    theta, t, p, q, pb, qb = map(_c, (theta, t, p, q, pb, qb))
-    p0b, q0b, thb = torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
-    _launch(
-        core.OP_ROLLOUT_BWD,
-        spec,
-        hr,
-        p,
-        theta=theta,
-        t=t,
-        p=p,
-        q=q,
-        b1=pb,
-        b2=qb,
-        o1=p0b,
-        o2=q0b,
-        thb=thb,
-        scheme=scheme,
-        h=h,
-        steps=1,
-        trajectory=False,
-    )
-    return p0b, q0b, thb
+) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme)
+    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, 1, False)
 
 
 @step_backward_op.register_fake
 def _(theta, t, p, q, pb, qb, spec, hr, h, scheme):
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme)
     return torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
@@ -272,79 +287,46 @@ def _step_bwd(ctx, pb, qb):
 step_op.register_autograd(_step_bwd, setup_context=_step_setup)
 
 
-# ----------------------------------------------------------------------------- rollout
 @torch.library.custom_op("hinn::rollout", mutates_args=())
 def rollout_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, steps: int
 ) -> Tuple[Tensor, Tensor]:
-    theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
-    P = p.new_empty((steps + 1,) + tuple(p.shape))
-    Q = q.new_empty((steps + 1,) + tuple(q.shape))
-    _launch(
-        core.OP_ROLLOUT_FWD,
-        spec,
-        hr,
-        p,
-        theta=theta,
-        t=t,
-        p=p,
-        q=q,
-        o1=P,
-        o2=Q,
-        scheme=scheme,
-        h=h,
-        steps=steps,
-        trajectory=True,
-    )
-    return P, Q
+    _check_inputs("rollout", theta, t, p, q, spec, hr)
+    _check_scheme("rollout", scheme, h, steps)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, True)
 
 
 @rollout_op.register_fake
 def _(theta, t, p, q, spec, hr, h, scheme, steps):
-    return p.new_empty((steps + 1,) + tuple(p.shape)), q.new_empty((steps + 1,) + tuple(q.shape))
+    _check_inputs("rollout", theta, t, p, q, spec, hr)
+    _check_scheme("rollout", scheme, h, steps)
+    shape = (steps + 1,) + tuple(p.shape)
+    return p.new_empty(shape), q.new_empty(shape)
+
+
+def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps):
+    _check_inputs("rollout_backward", theta, t, P, Q, spec, hr, lead=(steps + 1,))
+    _check_scheme("rollout_backward", scheme, h, steps)
+    torch._check_value(
+        P.shape[0] == steps + 1, lambda: f"hinn::rollout_backward: P has {P.shape[0]} states, steps + 1 = {steps + 1}"
+    )
+    _check_like("rollout_backward", "the cotangent of P", Pb, P, tuple(P.shape))
+    _check_like("rollout_backward", "the cotangent of Q", Qb, P, tuple(P.shape))
 
 
 @torch.library.custom_op("hinn::rollout_backward", mutates_args=())
 def rollout_backward_op(
-    theta: Tensor,
-    t: Tensor,
-    P: Tensor,
-    Q: Tensor,
-    Pb: Tensor,
-    Qb: Tensor,
-    spec: List[int],
-    hr: float,
-    h: float,
-    scheme: int,
-    steps: int,
-) -> Tuple[Tensor, Tensor, Tensor]:
-    theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
-    p0b, q0b, thb = torch.empty_like(P[0]), torch.empty_like(Q[0]), torch.empty_like(theta)
-    _launch(
-        core.OP_ROLLOUT_BWD,
-        spec,
-        hr,
-        P[0],
-        theta=theta,
-        t=t,
-        p=P,
-        q=Q,
-        b1=Pb,
-        b2=Qb,
-        o1=p0b,
-        o2=q0b,
-        thb=thb,
-        scheme=scheme,
-        h=h,
-        steps=steps,
-        trajectory=True,
-    )
-    return p0b, q0b, thb
+    theta: Tensor, t: Tensor, P: Tensor, Q: Tensor, Pb: Tensor, Qb: Tensor, spec: List[int], hr: float, h: float,
+    scheme: int, steps: int,
+) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps)
+    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, True)
 
 
 @rollout_backward_op.register_fake
 def _(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps):
-    return torch.empty_like(P[0]), torch.empty_like(Q[0]), torch.empty_like(theta)
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps)
+    return P.new_empty(P.shape[1:]), Q.new_empty(Q.shape[1:]), torch.empty_like(theta)
 
 
 def _rollout_setup(ctx, inputs, output):
@@ -363,18 +345,53 @@ def _rollout_bwd(ctx, Pb, Qb):
 rollout_op.register_autograd(_rollout_bwd, setup_context=_rollout_setup)
 
 
-# ----------------------------------------------------------------------------- backend interface
-def hamiltonian(net, t, p, q) -> Tensor:
-    return grad_op(net.theta, t, p, q, _spec(net), net.resnet_step)[0]
+# ----------------------------------------------------------------------------- the backend
+def spec_of(net) -> List[int]:
+    """The structure list ``[d, time, width, depth, act]`` that the ops take, for a HamiltonianNet."""
+    require()
+    if net.activation not in core.ACTIVATIONS:
+        raise ValueError(
+            f"the fused backend has no activation {net.activation!r} (it has {', '.join(core.ACTIVATIONS)}); "
+            "use backend='autograd'"
+        )
+    return [net.dim, int(net.time_dependent), net.width, net.depth, core.ACTIVATIONS[net.activation]]
 
 
-def grad(net, t, p, q) -> Tuple[Tensor, Tensor, Tensor]:
-    return grad_op(net.theta, t, p, q, _spec(net), net.resnet_step)
+def scheme_code(scheme) -> Optional[int]:
+    """The core's code for ``scheme`` when the core implements exactly this scheme, else None (a user's
+    subclass of a built-in scheme runs its own ``step`` in Python)."""
+    from ..integrators import COMPILED_SCHEMES
+
+    cls = type(scheme)
+    if core is None or COMPILED_SCHEMES.get(getattr(cls, "name", None)) is not cls:
+        return None
+    return core.SCHEMES.get(cls.name)
 
 
-def step(net, t, p, q, h: float, scheme: int) -> Tuple[Tensor, Tensor]:
-    return step_op(net.theta, t, p, q, _spec(net), net.resnet_step, h, scheme)
+class FusedBackend(Backend):
+    """The compiled core through the custom ops above."""
 
+    name = "fused"
 
-def rollout(net, t, p, q, h: float, steps: int, scheme: int) -> Tuple[Tensor, Tensor]:
-    return rollout_op(net.theta, t, p, q, _spec(net), net.resnet_step, h, scheme, steps)
+    def available(self) -> bool:
+        return core is not None
+
+    def unavailable_reason(self) -> str:
+        return "" if core is not None else str(import_error)
+
+    def hamiltonian(self, net, t, p, q):
+        return grad_op(net.theta, t, p, q, spec_of(net), net.resnet_step)[0]
+
+    def grad(self, net, t, p, q):
+        return grad_op(net.theta, t, p, q, spec_of(net), net.resnet_step)
+
+    def rollout(self, net, scheme, t, p, q, h, steps, trajectory):
+        code = scheme_code(scheme)
+        if code is None:
+            return None
+        spec = spec_of(net)
+        if trajectory:
+            return rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, steps)
+        if steps != 1:
+            raise ValueError(f"a single fused step has steps = 1, got {steps}")
+        return step_op(net.theta, t, p, q, spec, net.resnet_step, h, code)

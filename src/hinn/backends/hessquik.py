@@ -12,6 +12,7 @@ from typing import Dict, Tuple
 import torch
 
 from .autograd import network_input
+from .base import Backend
 
 
 def _activation(name: str):
@@ -76,7 +77,19 @@ def hamiltonian(net, t, p, q) -> torch.Tensor:
     return f
 
 
-def grad(net, t, p, q) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def value_and_grad(net, t, p, q) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     H, g = _call(net, network_input(net, t, p, q))
     o, d = int(net.time_dependent), net.dim
     return H, g[:, o : o + d], g[:, o + d :]
+
+
+class HessQuikBackend(Backend):
+    """The oracle: hessQuik's own network and closed-form gradient (``forward(do_gradient=True)``)."""
+
+    name = "hessquik"
+
+    def hamiltonian(self, net, t, p, q):
+        return hamiltonian(net, t, p, q)
+
+    def grad(self, net, t, p, q):
+        return value_and_grad(net, t, p, q)

@@ -70,7 +70,7 @@ class System:
     def energy(self, t: Array, P: Array, Q: Array) -> Array:
         """H along trajectories: t (T,), P and Q (n, T, d) -> (n, T)."""
         n, T, d = P.shape
-        tt = torch.as_tensor(np.broadcast_to(t, (n, T)).reshape(-1), dtype=torch.float64)
+        tt = torch.as_tensor(np.tile(t, n), dtype=torch.float64)
         H = self.hamiltonian(tt, torch.as_tensor(P.reshape(-1, d)), torch.as_tensor(Q.reshape(-1, d)))
         return H.reshape(n, T).numpy()
 

@@ -1,0 +1,54 @@
+"""The interface every backend implements (DESIGN §5)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Tuple
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ..integrators import Scheme
+    from ..network import HamiltonianNet
+
+
+class Backend:
+    """How a :class:`hinn.HamiltonianNet` computes H and ∇H.
+
+    Inputs arrive validated (t (N,), p and q (N, d), the network's dtype and device). A backend that can
+    run whole integrator steps compiled overrides :meth:`rollout`.
+    """
+
+    name: str
+
+    def available(self) -> bool:
+        """Whether this backend can run on this installation."""
+        return True
+
+    def unavailable_reason(self) -> str:
+        return ""
+
+    def hamiltonian(self, net: "HamiltonianNet", t: Tensor, p: Tensor, q: Tensor) -> Tensor:
+        """H: (N,)."""
+        raise NotImplementedError
+
+    def grad(self, net: "HamiltonianNet", t: Tensor, p: Tensor, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """(H, ∂H/∂p, ∂H/∂q): (N,), (N, d), (N, d)."""
+        raise NotImplementedError
+
+    def rollout(
+        self,
+        net: "HamiltonianNet",
+        scheme: "Scheme",
+        t: Tensor,
+        p: Tensor,
+        q: Tensor,
+        h: float,
+        steps: int,
+        trajectory: bool,
+    ) -> Optional[Tuple[Tensor, Tensor]]:
+        """``steps`` steps of ``scheme`` in one call (see :class:`hinn.protocols.CompiledRollout`), or
+        ``None``: the integrators then run the scheme in Python over :meth:`grad`."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<hinn backend {self.name!r}>"

@@ -1,0 +1,58 @@
+"""The contracts between hinn's layers: what an integrator needs from a model.
+
+Any object with a ``dim`` and a public ``grad(t, p, q)`` is a :class:`HamiltonianModel` and can be
+stepped, rolled out, trained and evaluated by hinn: a :class:`hinn.HamiltonianNet`, the HNN-paper models
+of :mod:`hinn.hnn`, or a user's analytic Hamiltonian in ten lines::
+
+    class Oscillator:
+        dim = 1
+        def grad(self, t, p, q):          # (∂H/∂p, ∂H/∂q) of H = (p² + q²) / 2
+            return p, q
+
+    P, Q = hinn.rollout(Oscillator(), 0.0, p0, q0, h=0.1, steps=100, scheme="leapfrog")
+
+Two optional capabilities let a model do better; hinn asks for them by name, never by type:
+
+* ``raw_grad(t, p, q)``: ``grad`` without input validation. The integrators validate their inputs once
+  and call it at every stage when present (a model whose ``grad`` checks its inputs offers it).
+* ``compiled_rollout(scheme, t, p, q, h, steps, trajectory)``: a whole rollout in one compiled call, or
+  ``None`` when it cannot run this scheme (the integrators then fall back to the Python path).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional, Protocol, Tuple, runtime_checkable
+
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from .integrators import Scheme
+
+
+@runtime_checkable
+class HamiltonianModel(Protocol):
+    """A model of a Hamiltonian system with ``dim`` degrees of freedom (p, q ∈ R^dim).
+
+    ``grad(t, p, q)`` takes t of shape (N,) and p, q of shape (N, d), all of one dtype and device, and
+    returns the "gradient" (g_p, g_q), each (N, d), whose flow is q̇ = g_p, ṗ = −g_q: for a Hamiltonian
+    model that is (∂H/∂p, ∂H/∂q). It must be differentiable with respect to p, q and the model's
+    parameters for training.
+    """
+
+    dim: int
+
+    def grad(self, t: Tensor, p: Tensor, q: Tensor) -> Tuple[Tensor, Tensor]: ...
+
+
+@runtime_checkable
+class CompiledRollout(Protocol):
+    """Capability: run ``steps`` steps of ``scheme`` in one compiled call.
+
+    Returns (P, Q) of shape (steps + 1, N, d) with ``trajectory=True``, the final (p, q) of shape (N, d)
+    otherwise; or ``None`` when this model cannot compile ``scheme`` (the caller falls back to Python).
+    Inputs arrive validated: t (N,), p and q (N, d), one dtype and device.
+    """
+
+    def compiled_rollout(
+        self, scheme: "Scheme", t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool
+    ) -> Optional[Tuple[Tensor, Tensor]]: ...
