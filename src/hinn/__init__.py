@@ -1,17 +1,24 @@
 """hinn: learn Hamiltonian dynamics from data with fused C++/CUDA Hamiltonian networks."""
 
+from . import data
 from .backends import BACKENDS, get_backend, set_backend
-from .integrators import SCHEMES, get_scheme, rollout, step
+from .integrators import SCHEMES, Scheme, get_scheme, register_scheme, rollout, step
 from .network import HamiltonianNet
+from .protocols import CompiledRollout, HamiltonianModel
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BACKENDS",
     "SCHEMES",
+    "CompiledRollout",
+    "HamiltonianModel",
     "HamiltonianNet",
+    "Scheme",
+    "data",
     "get_backend",
     "get_scheme",
+    "register_scheme",
     "rollout",
     "set_backend",
     "step",
