@@ -82,7 +82,11 @@ def test_hnn_models(cls):
         torch.randn(5, 2, dtype=torch.float64),
     )
     P, Q = hinn.rollout(m, t, p, q, 0.1, 3, "rk4")
-    assert P.shape == (4, 5, 2)
+    pp, qq = p, q
+    for k in range(3):  # the rollout is three steps of the same scheme, bit for bit
+        pp, qq = hinn.step(m, t + 0.1 * k, pp, qq, 0.1, "rk4")
+        assert torch.equal(P[k + 1], pp) and torch.equal(Q[k + 1], qq)
+    assert (P[-1] - p).abs().max() > 1e-3  # and it moves
     loss = derivative_loss(m, t, p, q, torch.zeros_like(p), torch.zeros_like(q))
     loss.backward()
     assert all(x.grad is not None for x in m.parameters())

@@ -8,7 +8,7 @@ import torch
 from hinn.cli import main
 from hinn.data import Dataset, generate
 from hinn.metrics import valid_prediction_time
-from hinn.train import TrainConfig, TrainingDiverged, load_run, train
+from hinn.train import TrainConfig, TrainingDiverged, load_checkpoint, load_run, train
 
 TINY = dict(
     system="spring",
@@ -193,3 +193,47 @@ def test_backends_give_the_same_run():
     thetas = [train(TrainConfig(**{**TINY, "epochs": 2, "backend": b}), progress=False).net.theta for b in names]
     for th in thetas[1:]:
         assert (th - thetas[0]).abs().max() < 1e-10
+
+
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    cfg = dict(TINY, epochs=40, checkpoint_every=1)
+    cfg_file = tmp_path / "cfg.json"
+    cfg_file.write_text(json.dumps({k: v for k, v in cfg.items() if k != "system"}))
+    out = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "hinn",
+        "train",
+        "spring",
+        "--config",
+        str(cfg_file),
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:  # kill it, without warning, once a few checkpoints are on disk (mid-write is fine: writes are atomic)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:
+            if (out / "checkpoint.prev.pt").exists() and (out / "checkpoint.pt").exists():
+                time.sleep(0.05)
+                break
+            time.sleep(0.01)
+        killed_early = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert killed_early, "the run finished before it could be killed; make it longer"
+    done = load_checkpoint(str(out / "checkpoint.pt"))["epoch"]
+    assert 1 <= done < 40
+    assert subprocess.run(cmd + ["--resume"], capture_output=True).returncode == 0
+    resumed = load_run(str(out))
+    full = train(TrainConfig(**cfg), progress=False)
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    assert torch.equal(resumed.net.theta, full.net.theta)

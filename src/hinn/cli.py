@@ -20,6 +20,7 @@ import torch
 from . import __version__
 from .backends import BACKENDS
 from .comparison import PROTOCOLS
+from .data import USER_DATA
 from .experiments import POSTER, PRESETS, preset_overrides
 from .integrators import SCHEMES
 from .network import ACTIVATIONS
@@ -85,7 +86,7 @@ def _train(args) -> int:
 
     if (args.system is None) == (args.data is None):
         raise SystemExit("hinn train: give a system name or --data FILE (one of the two)")
-    cfg = _config_from_args(args, TrainConfig(system=args.system or TrainConfig.system))
+    cfg = _config_from_args(args, TrainConfig(system=args.system or USER_DATA))
     name = os.path.splitext(os.path.basename(cfg.data))[0] if cfg.data else cfg.system
     out = args.out or os.path.join("runs", f"{name}-seed{cfg.seed}")
     print(f"training on {cfg.data or cfg.system}: {cfg}")
@@ -94,9 +95,10 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from .experiments import evaluate_dir
+    from .experiments import evaluate_dir, evaluation_dir
 
-    _print_metrics(evaluate_dir(args.run_dir, backend=args.backend, data=args.data), args.run_dir)
+    metrics = evaluate_dir(args.run_dir, backend=args.backend, data=args.data)
+    _print_metrics(metrics, evaluation_dir(args.run_dir, args.data))
     return 0
 
 

@@ -83,9 +83,14 @@ def evaluate_dir(run_dir: str, figures: bool = True, backend: Optional[str] = No
         if ds.test.P.shape[2] != result.net.dim:
             raise ValueError(f"{data} has d = {ds.test.P.shape[2]} but the run's network has dim = {result.net.dim}")
         result = TrainResult(result.net, ds, result.history)
-        run_dir = os.path.join(run_dir, "eval-" + os.path.splitext(os.path.basename(data))[0])
-        os.makedirs(run_dir, exist_ok=True)
-    return evaluate_run(result, cfg, run_dir, figures)
+    out = evaluation_dir(run_dir, data)
+    os.makedirs(out, exist_ok=True)
+    return evaluate_run(result, cfg, out, figures)
+
+
+def evaluation_dir(run_dir: str, data: Optional[str] = None) -> str:
+    """Where :func:`evaluate_dir` writes: the run folder, or ``run_dir/eval-<file name>`` for a data file."""
+    return run_dir if data is None else os.path.join(run_dir, "eval-" + os.path.splitext(os.path.basename(data))[0])
 
 
 def preset_overrides(name: str) -> Dict:

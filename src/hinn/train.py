@@ -50,7 +50,7 @@ class TrainConfig:
     preset ``POSTER`` of :mod:`hinn.experiments` (``hinn reproduce``).
     """
 
-    system: str = "spring"
+    system: str = "spring"  # a built-in system (hinn.systems.SYSTEMS); "data" for a run on a user's file
     data: Optional[str] = None  # a user's .npz trajectories (see hinn.data.load_trajectories) instead of a system
     sizes: Tuple[int, int, int] = (2000, 300, 300)  # samples: train, validation, test
     transitions: int = 100  # transitions per trajectory (generated data)
@@ -278,7 +278,7 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            n_b = bs if idx is not None else M
+            n_b = idx.numel() if idx is not None else M
             total += value * (n_b / M if batches_per_epoch is None else 1 / n_batches)
         entry = {"epoch": epoch + 1, "train_loss": total}
         if validation is not None:
