@@ -25,6 +25,8 @@
 namespace hinn {
 namespace {
 
+constexpr long kMinSamplesPerThread = 256;
+
 template <class V>
 struct AccLanes {
   V* g;
@@ -66,7 +68,11 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
   constexpr int P = lanes<V>::n;
   const long nblocks = (N + P - 1) / P;
   const long np = thb ? nd.n_params() : 0;
-  const int nt = (int)std::max<long>(1, std::min<long>(nthreads, nblocks));
+  // A thread only pays for itself with enough samples: below kMinSamplesPerThread each, fewer threads.
+  // Training minibatches (100 samples) then run on one thread and open no OpenMP region at all, whose
+  // spin-waiting workers would otherwise burn a core that other processes need (benchmarks/RESULTS.md).
+  const long max_useful = std::max<long>(1, N / kMinSamplesPerThread);
+  const int nt = (int)std::max<long>(1, std::min<long>(std::min<long>(nthreads, nblocks), max_useful));
   std::vector<std::vector<V>> partial(nt);
   auto work = [&](int tid) {
     std::vector<V> scratch(scratch_len);

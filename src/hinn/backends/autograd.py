@@ -52,9 +52,5 @@ class AutogradBackend(Backend):
     """Plain PyTorch: H as tensor operations, ∇H by double backward; derivatives of any order."""
 
     name = "autograd"
-
-    def hamiltonian(self, net, t, p, q):
-        return hamiltonian(net, t, p, q)
-
-    def grad(self, net, t, p, q):
-        return value_and_grad(net, t, p, q)
+    hamiltonian = staticmethod(hamiltonian)
+    grad = staticmethod(value_and_grad)

@@ -17,9 +17,10 @@ for those.
 
 Every op guards its own door: it checks θ's length against the structure ``spec`` = [d, time, width,
 depth, activation code], the shapes of t, p, q and of every cotangent, one dtype and one device, in its
-real and its fake implementation (``torch._check*``, so that ``torch.compile`` and ``torch.export`` see
-the same contract). The compiled core sees only raw pointers (DESIGN §4): tensors are made contiguous
-and kept referenced here until the call returns, and the core checks every buffer's size once more.
+real implementation (plain comparisons: cheap) and its fake one (``torch._check*``, so that
+``torch.compile`` and ``torch.export`` see the same contract on symbolic sizes). The compiled core sees
+only raw pointers (DESIGN §4): tensors are made contiguous and kept referenced here until the call
+returns, and the core checks every buffer's size once more.
 """
 
 from __future__ import annotations
@@ -52,47 +53,62 @@ def require() -> None:
 
 
 # ----------------------------------------------------------------------------- argument checks
+# One contract, two ways of enforcing it: the real implementations see concrete sizes and compare them
+# directly (torch._check* costs microseconds per call, on the hot path of every training step); the fake
+# implementations use torch._check*, which keeps symbolic sizes symbolic under torch.compile and export.
+def _eager_value(cond, msg) -> None:
+    if not cond:
+        raise ValueError(msg())
+
+
+def _eager_type(cond, msg) -> None:
+    if not cond:
+        raise TypeError(msg())
+
+
+EAGER = (_eager_value, _eager_type)
+TRACED = (torch._check_value, torch._check_type)
+
+
 def n_params(spec: Sequence[int]) -> int:
     d, time, w, L, _ = spec
     n_in = 2 * d + time
     return n_in * w + w + L * (w * w + w) + w + 1
 
 
-def _check_spec(op: str, spec: Sequence[int], hr: float) -> None:
-    torch._check_value(len(spec) == 5, lambda: f"hinn::{op}: spec must be [d, time, width, depth, act], got {spec}")
+def _check_spec(op: str, spec: Sequence[int], hr: float, chk=EAGER) -> None:
+    value, _ = chk
+    value(len(spec) == 5, lambda: f"hinn::{op}: spec must be [d, time, width, depth, act], got {spec}")
     d, time, w, L, act = spec
     n_act = len(core.ACTIVATIONS) if core is not None else 2
-    torch._check_value(
+    value(
         d >= 1 and time in (0, 1) and w >= 1 and L >= 0 and 0 <= act < n_act,
         lambda: f"hinn::{op}: invalid structure d={d}, time={time}, width={w}, depth={L}, act={act}",
     )
-    torch._check_value(hr == hr and abs(hr) != float("inf"), lambda: f"hinn::{op}: the residual step must be finite")
+    value(hr == hr and abs(hr) != float("inf"), lambda: f"hinn::{op}: the residual step must be finite")
 
 
-def _check_like(op: str, name: str, x: Tensor, ref: Tensor, shape: Sequence[int]) -> None:
-    torch._check_type(x.dtype == ref.dtype, lambda: f"hinn::{op}: {name} has dtype {x.dtype}, p has {ref.dtype}")
-    torch._check_value(x.device == ref.device, lambda: f"hinn::{op}: {name} is on {x.device}, p is on {ref.device}")
-    torch._check_value(
-        x.dim() == len(shape), lambda: f"hinn::{op}: {name} must have shape {tuple(shape)}, got {tuple(x.shape)}"
-    )
+def _check_like(op: str, name: str, x: Tensor, ref: Tensor, shape: Sequence[int], chk=EAGER) -> None:
+    value, type_ = chk
+    type_(x.dtype == ref.dtype, lambda: f"hinn::{op}: {name} has dtype {x.dtype}, p has {ref.dtype}")
+    value(x.device == ref.device, lambda: f"hinn::{op}: {name} is on {x.device}, p is on {ref.device}")
+    bad = lambda: f"hinn::{op}: {name} must have shape {tuple(shape)}, got {tuple(x.shape)}"  # noqa: E731
+    value(x.dim() == len(shape), bad)
     for a, b in zip(x.shape, shape):
-        torch._check_value(a == b, lambda: f"hinn::{op}: {name} must have shape {tuple(shape)}, got {tuple(x.shape)}")
+        value(a == b, bad)
 
 
-def _check_inputs(op: str, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec, hr: float, lead=()) -> None:
+def _check_inputs(op: str, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec, hr: float, lead=(), chk=EAGER):
     """θ, t (N,), p and q (*lead, N, d) against ``spec``: lengths, shapes, one dtype, one device."""
-    _check_spec(op, spec, hr)
-    torch._check_type(
-        p.dtype in FLOAT_DTYPES, lambda: f"hinn::{op}: p has dtype {p.dtype}; expected float32 or float64"
-    )
-    torch._check_value(
-        p.dim() == len(lead) + 2, lambda: f"hinn::{op}: p must have {len(lead) + 2} dimensions, got {tuple(p.shape)}"
-    )
+    value, type_ = chk
+    _check_spec(op, spec, hr, chk)
+    type_(p.dtype in FLOAT_DTYPES, lambda: f"hinn::{op}: p has dtype {p.dtype}; expected float32 or float64")
+    value(p.dim() == len(lead) + 2, lambda: f"hinn::{op}: p must have {len(lead) + 2} dimensions, got {tuple(p.shape)}")
     N, d = p.shape[-2], p.shape[-1]
-    torch._check_value(d == spec[0], lambda: f"hinn::{op}: p has d = {d} but the structure has d = {spec[0]}")
-    _check_like(op, "q", q, p, tuple(p.shape))
-    _check_like(op, "t", t, p, (N,))
-    _check_like(op, "theta", theta, p, (n_params(spec),))
+    value(d == spec[0], lambda: f"hinn::{op}: p has d = {d} but the structure has d = {spec[0]}")
+    _check_like(op, "q", q, p, tuple(p.shape), chk)
+    _check_like(op, "t", t, p, (N,), chk)
+    _check_like(op, "theta", theta, p, (n_params(spec),), chk)
 
 
 # ----------------------------------------------------------------------------- the call into the core
@@ -152,15 +168,15 @@ def grad_op(
 
 @grad_op.register_fake
 def _(theta, t, p, q, spec, hr):
-    _check_inputs("grad", theta, t, p, q, spec, hr)
+    _check_inputs("grad", theta, t, p, q, spec, hr, chk=TRACED)
     return p.new_empty(p.shape[0]), torch.empty_like(p), torch.empty_like(q)
 
 
-def _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr):
-    _check_inputs("grad_backward", theta, t, p, q, spec, hr)
-    _check_like("grad_backward", "the cotangent of H", Hb, p, (p.shape[0],))
-    _check_like("grad_backward", "the cotangent of dH/dp", gpb, p, tuple(p.shape))
-    _check_like("grad_backward", "the cotangent of dH/dq", gqb, p, tuple(p.shape))
+def _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr, chk=EAGER):
+    _check_inputs("grad_backward", theta, t, p, q, spec, hr, chk=chk)
+    _check_like("grad_backward", "the cotangent of H", Hb, p, (p.shape[0],), chk)
+    _check_like("grad_backward", "the cotangent of dH/dp", gpb, p, tuple(p.shape), chk)
+    _check_like("grad_backward", "the cotangent of dH/dq", gqb, p, tuple(p.shape), chk)
 
 
 @torch.library.custom_op("hinn::grad_backward", mutates_args=())
@@ -181,7 +197,7 @@ def grad_backward_op(
 
 @grad_backward_op.register_fake
 def _(theta, t, p, q, Hb, gpb, gqb, spec, hr):
-    _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr)
+    _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr, chk=TRACED)
     return torch.empty_like(t), torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
@@ -205,11 +221,12 @@ grad_op.register_autograd(_grad_bwd, setup_context=_grad_setup)
 # ----------------------------------------------------------------------------- step and rollout
 # A step is a rollout of one step that returns the final state instead of the trajectory: both ops share
 # one forward and one backward launch.
-def _check_scheme(op: str, scheme: int, h: float, steps: int) -> None:
+def _check_scheme(op: str, scheme: int, h: float, steps: int, chk=EAGER) -> None:
+    value, _ = chk
     n = len(core.SCHEMES) if core is not None else 4
-    torch._check_value(0 <= scheme < n, lambda: f"hinn::{op}: unknown scheme code {scheme}")
-    torch._check_value(h == h and abs(h) != float("inf"), lambda: f"hinn::{op}: h must be finite, got {h}")
-    torch._check_value(steps >= 0, lambda: f"hinn::{op}: steps must be >= 0, got {steps}")
+    value(0 <= scheme < n, lambda: f"hinn::{op}: unknown scheme code {scheme}")
+    value(h == h and abs(h) != float("inf"), lambda: f"hinn::{op}: h must be finite, got {h}")
+    value(steps >= 0, lambda: f"hinn::{op}: steps must be >= 0, got {steps}")
 
 
 def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, trajectory):
@@ -245,16 +262,16 @@ def step_op(
 
 @step_op.register_fake
 def _(theta, t, p, q, spec, hr, h, scheme):
-    _check_inputs("step", theta, t, p, q, spec, hr)
-    _check_scheme("step", scheme, h, 1)
+    _check_inputs("step", theta, t, p, q, spec, hr, chk=TRACED)
+    _check_scheme("step", scheme, h, 1, chk=TRACED)
     return torch.empty_like(p), torch.empty_like(q)
 
 
-def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme):
-    _check_inputs("step_backward", theta, t, p, q, spec, hr)
-    _check_scheme("step_backward", scheme, h, 1)
-    _check_like("step_backward", "the cotangent of p'", pb, p, tuple(p.shape))
-    _check_like("step_backward", "the cotangent of q'", qb, p, tuple(p.shape))
+def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, chk=EAGER):
+    _check_inputs("step_backward", theta, t, p, q, spec, hr, chk=chk)
+    _check_scheme("step_backward", scheme, h, 1, chk)
+    _check_like("step_backward", "the cotangent of p'", pb, p, tuple(p.shape), chk)
+    _check_like("step_backward", "the cotangent of q'", qb, p, tuple(p.shape), chk)
 
 
 @torch.library.custom_op("hinn::step_backward", mutates_args=())
@@ -268,7 +285,7 @@ def step_backward_op(
 
 @step_backward_op.register_fake
 def _(theta, t, p, q, pb, qb, spec, hr, h, scheme):
-    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme)
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, chk=TRACED)
     return torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
@@ -298,20 +315,20 @@ def rollout_op(
 
 @rollout_op.register_fake
 def _(theta, t, p, q, spec, hr, h, scheme, steps):
-    _check_inputs("rollout", theta, t, p, q, spec, hr)
-    _check_scheme("rollout", scheme, h, steps)
+    _check_inputs("rollout", theta, t, p, q, spec, hr, chk=TRACED)
+    _check_scheme("rollout", scheme, h, steps, chk=TRACED)
     shape = (steps + 1,) + tuple(p.shape)
     return p.new_empty(shape), q.new_empty(shape)
 
 
-def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps):
-    _check_inputs("rollout_backward", theta, t, P, Q, spec, hr, lead=(steps + 1,))
-    _check_scheme("rollout_backward", scheme, h, steps)
-    torch._check_value(
+def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, chk=EAGER):
+    _check_inputs("rollout_backward", theta, t, P, Q, spec, hr, lead=(steps + 1,), chk=chk)
+    _check_scheme("rollout_backward", scheme, h, steps, chk)
+    chk[0](
         P.shape[0] == steps + 1, lambda: f"hinn::rollout_backward: P has {P.shape[0]} states, steps + 1 = {steps + 1}"
     )
-    _check_like("rollout_backward", "the cotangent of P", Pb, P, tuple(P.shape))
-    _check_like("rollout_backward", "the cotangent of Q", Qb, P, tuple(P.shape))
+    _check_like("rollout_backward", "the cotangent of P", Pb, P, tuple(P.shape), chk)
+    _check_like("rollout_backward", "the cotangent of Q", Qb, P, tuple(P.shape), chk)
 
 
 @torch.library.custom_op("hinn::rollout_backward", mutates_args=())
@@ -325,7 +342,7 @@ def rollout_backward_op(
 
 @rollout_backward_op.register_fake
 def _(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps):
-    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps)
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, chk=TRACED)
     return P.new_empty(P.shape[1:]), Q.new_empty(Q.shape[1:]), torch.empty_like(theta)
 
 

@@ -87,9 +87,5 @@ class HessQuikBackend(Backend):
     """The oracle: hessQuik's own network and closed-form gradient (``forward(do_gradient=True)``)."""
 
     name = "hessquik"
-
-    def hamiltonian(self, net, t, p, q):
-        return hamiltonian(net, t, p, q)
-
-    def grad(self, net, t, p, q):
-        return value_and_grad(net, t, p, q)
+    hamiltonian = staticmethod(hamiltonian)
+    grad = staticmethod(value_and_grad)
