@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from ._checks import Time, check_model_state, check_step_size, check_steps
+from .protocols import validated_grad
 
 GradFn = Callable[[Tensor, Tensor, Tensor], Tuple[Tensor, Tensor]]
 
@@ -156,18 +157,13 @@ def get_scheme(scheme: "str | Scheme") -> Scheme:
         raise ValueError(f"unknown scheme {scheme!r}; valid schemes are {', '.join(SCHEMES)}") from None
 
 
-def _stage_grad(model) -> GradFn:
-    # inputs are validated once by the entry point; a model that checks its own inputs offers raw_grad
-    return getattr(model, "raw_grad", None) or model.grad
-
-
 def _integrate(model, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, sch: Scheme, trajectory: bool):
     fast = getattr(model, "compiled_rollout", None)
     if fast is not None:
         out = fast(sch, t, p, q, h, steps, trajectory)
         if out is not None:
             return out
-    grad = _stage_grad(model)
+    grad = validated_grad(model)  # the entry points validated the inputs once
     P, Q = [p], [q]
     for k in range(steps):
         p, q = sch.step(grad, t + k * h, p, q, h)

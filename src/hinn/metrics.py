@@ -16,6 +16,7 @@ from scipy.integrate import solve_ivp
 from ._checks import model_dtype_device
 from .data import Trajectories
 from .integrators import rollout
+from .protocols import validated_grad
 from .systems import System
 
 
@@ -128,7 +129,7 @@ def integrate_adaptive(
     n, d = p0.shape
     t_eval = np.asarray(t_eval, dtype=np.float64)
     dtype, device = _dtype_device(model)
-    grad = getattr(model, "raw_grad", None) or model.grad
+    grad = validated_grad(model)
 
     def rhs(tt, y):
         yy = torch.as_tensor(y.reshape(2, n, d), dtype=dtype, device=device)

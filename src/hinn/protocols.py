@@ -56,3 +56,9 @@ class CompiledRollout(Protocol):
     def compiled_rollout(
         self, scheme: "Scheme", t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool
     ) -> Optional[Tuple[Tensor, Tensor]]: ...
+
+
+def validated_grad(model):
+    """The gradient function to call on inputs that were already validated: the model's ``raw_grad``
+    when it offers one, else its ``grad``."""
+    return getattr(model, "raw_grad", None) or model.grad
