@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# One-shot GPU check (issue 4): build with CUDA, test the CUDA path against the hessQuik oracle and the CPU
+# One-shot GPU check: build with CUDA, test the CUDA path against the hessQuik oracle and the CPU
 # fused ops, time hessquik / autograd / fused on the GPU, print a table. Writes under $OUT.
 #
-# On the device machine (offline; Python 3.12, torch with CUDA, pybind11, scikit-build-core, nvcc, pytest):
+# On a GPU machine (it may be offline: Python 3.12, torch with CUDA, pybind11, scikit-build-core, nvcc and
+# pytest installed):
 #   bash benchmarks/gpu_check.sh
-# hessQuik travels as a wheel in .whl/ (see the device tool's README): here, once,
-#   echo /.whl/ >> .git/info/exclude
+# An offline machine needs the hessQuik wheel beside the sources, in .whl/, fetched once elsewhere:
 #   pip download --no-deps --only-binary=:all: -d .whl hessquik==0.0.6
-# and name .whl in the run's carry list. Budget: about 6 minutes (build ~1, tests ~1, timings ~3).
+# Budget: about 6 minutes (build ~1, tests ~1, timings ~3).
 set -euo pipefail
 OUT="${OUT:-/tmp/hinn-gpu-check}"
 mkdir -p "$OUT"
