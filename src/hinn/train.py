@@ -253,8 +253,9 @@ def fit(
 
     n_batches = -(-M // bs) if batches_per_epoch is None else batches_per_epoch
     stopped = False
-    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=not progress, initial=start_epoch, total=epochs,
-               dynamic_ncols=True)  # fmt: skip
+    # progress: a bar on a terminal (disable=None lets tqdm turn itself off when stderr is not a TTY)
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if progress else True, initial=start_epoch,
+               total=epochs, dynamic_ncols=True)  # fmt: skip
     for epoch in bar:
         total = 0.0
         for b in range(n_batches):
@@ -318,7 +319,7 @@ def train(
         cfg: the run's settings.
         out_dir: where ``checkpoint.pt``, ``config.json`` and ``data.npz`` go (None: nothing is written).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
-        progress: show a progress bar.
+        progress: show a progress bar (on a terminal).
         data: a data set to use instead of the one ``cfg`` describes.
 
     The final weights are those with the lowest validation loss.
