@@ -26,11 +26,21 @@ namespace hinn {
 namespace {
 
 constexpr long kMinSamplesPerThread = 256;
+// From this width on, samples go through the network kBlockRegs registers at a time (lanes.h: vblock).
+#ifndef HINN_BLOCK_REGS
+#define HINN_BLOCK_REGS 4
+#endif
+#ifndef HINN_BLOCK_MIN_WIDTH
+#define HINN_BLOCK_MIN_WIDTH 8
+#endif
+constexpr int kBlockRegs = HINN_BLOCK_REGS;
+constexpr int kBlockMinWidth = HINN_BLOCK_MIN_WIDTH;
 
+// Parameter cotangents, one register's lanes per parameter (a block first sums its registers).
 template <class V>
 struct AccLanes {
-  V* g;
-  void operator()(long i, V val) { g[i] += val; }
+  base_t<V>* g;
+  void operator()(long i, const V& val) { g[i] += fold(val); }
 };
 
 // Lane loads with a partial last block: missing lanes repeat the last sample (finite values), or are
@@ -73,11 +83,12 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
   // spin-waiting workers would otherwise burn a core that other processes need (benchmarks/RESULTS.md).
   const long max_useful = std::max<long>(1, N / kMinSamplesPerThread);
   const int nt = (int)std::max<long>(1, std::min<long>(std::min<long>(nthreads, nblocks), max_useful));
-  std::vector<std::vector<V>> partial(nt);
+  using G = base_t<V>;
+  std::vector<std::vector<G>> partial(nt);
   auto work = [&](int tid) {
     std::vector<V> scratch(scratch_len);
-    std::vector<V>& acc_buf = partial[tid];
-    acc_buf.assign(np, V{});
+    std::vector<G>& acc_buf = partial[tid];
+    acc_buf.assign(np, G{});
     AccLanes<V> acc{acc_buf.data()};
     const long b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
     for (long b = b0; b < b1; ++b) {
@@ -96,7 +107,7 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
     for (long i = 0; i < np; ++i) {
       double s = 0;  // lanes and threads summed in a fixed order
       for (int tid = 0; tid < nt; ++tid)
-        for (int l = 0; l < P; ++l) s += lane(partial[tid][i], l);
+        for (int l = 0; l < lanes<G>::n; ++l) s += lane(partial[tid][i], l);
       thb[i] = S(s);
     }
   }
@@ -237,6 +248,7 @@ void dispatch_width(Op op, const NetDesc& nd, const CallArgs& a) {
   run(K<0, V>{});
 #else
   if (nd.width == 3) run(K<3, V>{});
+  else if (nd.width >= kBlockMinWidth) run(K<0, vblock<V, kBlockRegs>>{});
   else run(K<0, V>{});
 #endif
 }

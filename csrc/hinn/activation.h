@@ -134,7 +134,10 @@ HINN_HD void act_pack(int act, V z, V& s, V& d1, V& d2) {
 
 template <class V>
 HINN_HD void activate(int act, V z, V& s, V& d1, V& d2) {
-  if constexpr (lanes<V>::n == 1) {
+  if constexpr (!std::is_same<V, base_t<V>>::value) {
+#pragma GCC unroll 16
+    for (int i = 0; i < int(sizeof(V) / sizeof(base_t<V>)); ++i) activate(act, z.v[i], s.v[i], d1.v[i], d2.v[i]);
+  } else if constexpr (lanes<V>::n == 1) {
     act_scalar<V>(act, z, s, d1, d2);
   } else {
 #if !defined(__CUDACC__)

@@ -44,8 +44,93 @@ struct lanes<dvec> {
 };
 #endif
 
+#if !defined(__CUDACC__)
+// NB vector registers of samples handled as one lane value. Wide networks spend their time in
+// matrix–vector products: a block lets each broadcast weight feed NB independent FMA chains (instead of
+// one latency-bound chain) and lets the parameter cotangents be summed over NB·n samples in registers
+// before they touch memory. A struct of vectors, not a longer GCC vector: GCC lowers vectors wider than
+// the hardware's through the stack.
+template <class B, int NB>
+struct vblock {
+  B v[NB];
+};
+template <class B, int NB>
+struct lanes<vblock<B, NB>> {
+  using scalar = typename lanes<B>::scalar;
+  using base = B;
+  static constexpr int n = NB * lanes<B>::n;
+};
+
+#define HINN_BLOCK_OP(OP)                                                                  \
+  template <class B, int NB>                                                               \
+  HINN_HD vblock<B, NB> operator OP(const vblock<B, NB>& a, const vblock<B, NB>& b) {      \
+    vblock<B, NB> r;                                                                       \
+    _Pragma("GCC unroll 16") for (int i = 0; i < NB; ++i) r.v[i] = a.v[i] OP b.v[i];       \
+    return r;                                                                              \
+  }                                                                                        \
+  template <class B, int NB>                                                               \
+  HINN_HD vblock<B, NB> operator OP(const vblock<B, NB>& a, typename lanes<B>::scalar s) { \
+    vblock<B, NB> r;                                                                       \
+    _Pragma("GCC unroll 16") for (int i = 0; i < NB; ++i) r.v[i] = a.v[i] OP s;            \
+    return r;                                                                              \
+  }                                                                                        \
+  template <class B, int NB>                                                               \
+  HINN_HD vblock<B, NB> operator OP(typename lanes<B>::scalar s, const vblock<B, NB>& a) { \
+    vblock<B, NB> r;                                                                       \
+    _Pragma("GCC unroll 16") for (int i = 0; i < NB; ++i) r.v[i] = s OP a.v[i];            \
+    return r;                                                                              \
+  }                                                                                        \
+  template <class B, int NB, class X>                                                      \
+  HINN_HD vblock<B, NB>& operator OP##=(vblock<B, NB>& a, const X& b) {                    \
+    a = a OP b;                                                                            \
+    return a;                                                                              \
+  }
+HINN_BLOCK_OP(+)
+HINN_BLOCK_OP(-)
+HINN_BLOCK_OP(*)
+HINN_BLOCK_OP(/)
+#undef HINN_BLOCK_OP
+
+template <class B, int NB>
+HINN_HD vblock<B, NB> operator-(const vblock<B, NB>& a) {
+  vblock<B, NB> r;
+#pragma GCC unroll 16
+  for (int i = 0; i < NB; ++i) r.v[i] = -a.v[i];
+  return r;
+}
+#endif
+
 template <class V>
 using scalar_t = typename lanes<V>::scalar;
+
+// The register a lane value reduces to (itself, or a block's vector type) and the reduction: parameter
+// cotangents are kept per register lane, so a block first sums its NB vectors.
+template <class V>
+struct base_of {
+  using type = V;
+};
+#if !defined(__CUDACC__)
+template <class B, int NB>
+struct base_of<vblock<B, NB>> {
+  using type = B;
+};
+#endif
+template <class V>
+using base_t = typename base_of<V>::type;
+
+template <class V>
+HINN_HD base_t<V> fold(const V& v) {
+  return v;
+}
+#if !defined(__CUDACC__)
+template <class B, int NB>
+HINN_HD B fold(const vblock<B, NB>& a) {
+  B r = a.v[0];
+#pragma GCC unroll 16
+  for (int i = 1; i < NB; ++i) r += a.v[i];
+  return r;
+}
+#endif
 
 // Lane l of a value (the value itself for scalars), readable and writable.
 template <class V>
@@ -63,7 +148,7 @@ HINN_HD scalar_t<V> lane(const V& v, int l) {
     (void)l;
     return v;
   } else {
-    return v[l];
+    return reinterpret_cast<const scalar_t<V>*>(&v)[l];
   }
 }
 

@@ -54,7 +54,7 @@ HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
   for (int k = 0; k < w; ++k) {
     V zk = splat<V>(th[n_in * w + k]);
     for (int i = 0; i < n_in; ++i) zk += x[i] * th[i * w + k];
-    V s, d1, d2;
+    V s{}, d1{}, d2{};
     activate(nd.act, zk, s, d1, d2);
     uu[k] = s;
     D1[k] = d1;
@@ -68,7 +68,7 @@ HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
     for (int k = 0; k < w; ++k) {
       V zk = splat<V>(b[k]);
       for (int j = 0; j < w; ++j) zk += ui[j] * K[j * w + k];
-      V s, d1, d2;
+      V s{}, d1{}, d2{};
       activate(nd.act, zk, s, d1, d2);
       uu[k] = ui[k] + hr * s;
       D1[l * w + k] = d1;

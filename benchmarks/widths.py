@@ -1,0 +1,97 @@
+"""Training step across network widths: fused vs autograd vs hessQuik, one thread, one run.
+
+    python benchmarks/widths.py                    # float32 and float64, the width table
+    python benchmarks/widths.py --dtype float32 --json widths.json
+
+A training step is what ``hinn train`` does per minibatch: ``hinn.step`` (symplectic Euler), MSE against
+targets, ``backward()``; d = 4 with t, N = 2000 samples. ``kernel GFLOP/s`` times the compiled step and
+its backward alone (no op layer) and counts FLOPs by ``bench.flops``; ``% peak`` divides by one core's
+FP32 (or FP64) peak at the clock /proc/cpuinfo reports (16 FP32 FMA lanes per cycle with AVX2 or AVX-512 on
+Zen 4, i.e. 32 FLOP/cycle; half that in float64), so it is an estimate when the clock boosts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from datetime import date
+
+import torch
+
+import hinn
+import hinn.backends.fused
+from bench import _time, flops, kernel_only
+
+SIZES = [(3, 20), (8, 6), (16, 4), (32, 8), (64, 4), (128, 2), (256, 2)]
+
+
+def cpu_ghz() -> float:
+    try:
+        with open("/proc/cpuinfo") as f:
+            mhz = [float(line.split(":")[1]) for line in f if line.startswith("cpu MHz")]
+        return max(mhz) / 1e3
+    except (OSError, ValueError):
+        return float("nan")
+
+
+def train_step_ms(net, d, N, dtype, scheme="symplectic_euler") -> float:
+    torch.manual_seed(1)
+    t = torch.rand(N, dtype=dtype)
+    p, q = torch.randn(N, d, dtype=dtype), torch.randn(N, d, dtype=dtype)
+    tp, tq = torch.randn(N, d, dtype=dtype), torch.randn(N, d, dtype=dtype)
+
+    def run():
+        p1, q1 = hinn.step(net, t, p, q, 0.1, scheme)
+        loss = ((p1 - tp) ** 2).mean() + ((q1 - tq) ** 2).mean()
+        net.theta.grad = None
+        loss.backward()
+
+    return _time(run, budget=0.6) * 1e3
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dtype", choices=["float32", "float64"], nargs="+", default=["float32", "float64"])
+    ap.add_argument("--d", type=int, default=4)
+    ap.add_argument("--N", type=int, default=2000)
+    ap.add_argument("--sizes", nargs="+", default=None, help="WxL pairs, e.g. 16x4 64x4")
+    ap.add_argument("--no-hessquik", action="store_true")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    sizes = [tuple(map(int, s.split("x"))) for s in args.sizes] if args.sizes else SIZES
+    ghz = cpu_ghz()
+    rows = []
+    print(f"hinn width table, {date.today()}, {platform.processor() or platform.machine()}, "
+          f"~{ghz:.2f} GHz, CPU kernels {hinn.backends.fused.core.cpu_isa()}, 1 thread, d={args.d} with t, "
+          f"N={args.N}, training step = step (symplectic Euler) + MSE + backward")
+    print("| dtype | w × L | fused ms | autograd ms | hessquik ms | fused vs autograd | fused vs hessquik "
+          "| kernel GFLOP/s | % peak |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name in args.dtype:
+        dtype = getattr(torch, name)
+        peak = ghz * (32 if dtype == torch.float32 else 16)
+        for w, L in sizes:
+            torch.manual_seed(0)
+            net = hinn.HamiltonianNet(args.d, width=w, depth=L, dtype=dtype)
+            ms = {}
+            for be in ["fused", "autograd"] + ([] if args.no_hessquik else ["hessquik"]):
+                net.backend = be
+                ms[be] = train_step_ms(net, args.d, args.N, dtype)
+            k = kernel_only(args.d, w, L, args.N, dtype, 1)
+            r = dict(dtype=name, w=w, L=L, **{f"{b}_ms": v for b, v in ms.items()}, kernel_ms=k["kernel_ms"],
+                     kernel_gflops=k["kernel_gflops"], pct_peak=100 * k["kernel_gflops"] / peak)
+            rows.append(r)
+            hq = ms.get("hessquik", float("nan"))
+            print(f"| {name} | {w} × {L} | {ms['fused']:.3f} | {ms['autograd']:.3f} | {hq:.3f} "
+                  f"| {ms['autograd'] / ms['fused']:.1f}× | {hq / ms['fused']:.1f}× | {r['kernel_gflops']:.1f} "
+                  f"| {r['pct_peak']:.0f} % |", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"date": date.today().isoformat(), "ghz": ghz, "d": args.d, "N": args.N, "rows": rows}, f,
+                      indent=1)
+
+
+if __name__ == "__main__":
+    main()
