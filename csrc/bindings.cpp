@@ -42,6 +42,7 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
   else if (k == "scheme") a.scheme = v.cast<int>();
   else if (k == "h") a.h = v.cast<double>();
   else if (k == "steps") a.steps = v.cast<long>();
+  else if (k == "scale") a.scale = v.cast<double>();
   else if (k == "trajectory") a.trajectory = v.cast<bool>();
   else if (k == "cuda") a.cuda = v.cast<bool>();
   else if (k == "stream") a.stream = v.cast<std::uintptr_t>();
@@ -52,7 +53,7 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
 void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   CallArgs a;
   for (auto item : kw) set_arg(a, item.first.cast<std::string>(), item.second);
-  if (op < 0 || op > static_cast<int>(hinn::Op::RolloutBwd))
+  if (op < 0 || op > static_cast<int>(hinn::Op::LossGrad))
     throw py::value_error("hinn._core.call: unknown operation " + std::to_string(op));
   py::gil_scoped_release nogil;
   hinn::run(static_cast<hinn::Op>(op), nd, a);
@@ -104,6 +105,7 @@ PYBIND11_MODULE(_core, m) {
   ops["grad_backward"] = static_cast<int>(hinn::Op::GradBwd);
   ops["rollout"] = static_cast<int>(hinn::Op::RolloutFwd);
   ops["rollout_backward"] = static_cast<int>(hinn::Op::RolloutBwd);
+  ops["loss_grad"] = static_cast<int>(hinn::Op::LossGrad);
   m.attr("OPS") = ops;
   py::dict schemes, acts;
   for (int i = 0; i < hinn::kNumSchemes; ++i) schemes[hinn::kSchemeNames[i]] = i;

@@ -229,6 +229,37 @@ struct Kernels {
                     scatter((S*)a.out2, qb, n0, cnt, d);
                   });
   }
+
+  // Training windows: forward, squared error and backward per block of samples (integrators.h:
+  // window_loss); no trajectory goes to memory.
+  static void loss_grad(const NetDesc& nd, const CallArgs& a) {
+    const S* th = (const S*)a.theta;
+    const int d = nd.d;
+    const long K = a.steps, Nd = a.N * d;
+    run_blocks<V>(nd, a.N, a.nthreads, 2L * d + window_scratch(nd, K) + step_scratch(nd), (S*)a.thb,
+                  [&](long n0, int cnt, V* sc, AccLanes<V>& acc) {
+                    V* pb = sc;
+                    V* qb = pb + d;
+                    V* TP = qb + d;
+                    V* TQ = TP + (K + 1) * d;
+                    V* GP = TQ + (K + 1) * d;
+                    V* GQ = GP + K * d;
+                    Stepper<W, V, S> stp(nd, th, GQ + K * d);
+                    const V t = time_lanes<V>((const S*)a.t, n0, cnt);
+                    gather(TP, (const S*)a.p, n0, cnt, d, false);
+                    gather(TQ, (const S*)a.q, n0, cnt, d, false);
+                    for (long k = 0; k < K; ++k) {
+                      gather(GP + k * d, (const S*)a.in_b1 + k * Nd, n0, cnt, d, false);
+                      gather(GQ + k * d, (const S*)a.in_b2 + k * Nd, n0, cnt, d, false);
+                    }
+                    V m{};
+                    for (int l = 0; l < cnt; ++l) lane(m, l) = S(1);
+                    const V loss = stp.window_loss(a.scheme, t, S(a.h), K, TP, TQ, GP, GQ, m, S(a.scale), pb, qb, acc);
+                    scatter((S*)a.out0, &loss, n0, cnt, 1);
+                    scatter((S*)a.out1, pb, n0, cnt, d);
+                    scatter((S*)a.out2, qb, n0, cnt, d);
+                  });
+  }
 };
 
 template <template <int, class> class K, class V>
@@ -240,6 +271,7 @@ void dispatch_width(Op op, const NetDesc& nd, const CallArgs& a) {
       case Op::GradBwd: KK::grad_bwd(nd, a); break;
       case Op::RolloutFwd: KK::rollout_fwd(nd, a); break;
       case Op::RolloutBwd: KK::rollout_bwd(nd, a); break;
+      case Op::LossGrad: KK::loss_grad(nd, a); break;
     }
   };
   // The poster's width gets a compile-time body (fully unrolled); every other width runs the generic one.

@@ -9,7 +9,7 @@
 namespace hinn {
 
 enum DType : int { kFloat32 = 0, kFloat64 = 1 };
-enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd };
+enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd, LossGrad };
 
 // One call's arguments. Pointers are raw device or host addresses of contiguous tensors owned by Python.
 //   GradFwd:    (t, p, q) -> out0 = H (N), out1 = ∂pH (N,d), out2 = ∂qH (N,d)
@@ -17,6 +17,8 @@ enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd };
 //   RolloutFwd: (t, p, q), steps -> out1, out2: final state, or the trajectory (steps+1, N, d)
 //   RolloutBwd: p, q: the stored inputs (trajectory, or the single step's input); in_b1, in_b2: cotangents
 //               of the trajectory (or of the step's output) -> out1 = p̄_0, out2 = q̄_0, thb = θ̄
+//   LossGrad:   windows (t, p, q) = (t0, p0, q0), targets in_b1 = P, in_b2 = Q (steps, N, d), scale ->
+//               out0 = each window's loss scale·Σ_k |error|², out1 = p̄_0, out2 = q̄_0, thb = θ̄ of the sum
 struct CallArgs {
   int dtype = kFloat32;
   int nthreads = 1;
@@ -24,6 +26,7 @@ struct CallArgs {
   int scheme = 0;
   double h = 0;
   long steps = 1;
+  double scale = 1;  // LossGrad: the loss is scale times the summed squared error
   bool trajectory = false;
   std::uintptr_t theta = 0, t = 0, p = 0, q = 0;
   std::uintptr_t in_b0 = 0, in_b1 = 0, in_b2 = 0;

@@ -197,6 +197,48 @@ __global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long 
 }
 
 template <class S>
+__global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread, S* partial) {
+  const S* th = stage_params(nd, (const S*)a.theta, sh);
+  const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  const long nthreads = (long)gridDim.x * blockDim.x;
+  S* sc = scratch + tid * per_thread;
+  WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
+  const int d = nd.d;
+  const long K = a.steps, Nd = a.N * d;
+  const long iters = (a.N + nthreads - 1) / nthreads;
+  for (long it = 0; it < iters; ++it) {
+    const long s0 = it * nthreads + tid;
+    const bool live = s0 < a.N;
+    const long s = live ? s0 : a.N - 1;
+    S* pb = sc;
+    S* qb = pb + d;
+    S* TP = qb + d;
+    S* TQ = TP + (K + 1) * d;
+    S* GP = TQ + (K + 1) * d;
+    S* GQ = GP + K * d;
+    Stepper<0, S, S> stp(nd, th, GQ + K * d);
+    for (int j = 0; j < d; ++j) {
+      TP[j] = ((const S*)a.p)[s * d + j];
+      TQ[j] = ((const S*)a.q)[s * d + j];
+    }
+    for (long k = 0; k < K; ++k)
+      for (int j = 0; j < d; ++j) {
+        GP[k * d + j] = ((const S*)a.in_b1)[k * Nd + s * d + j];
+        GQ[k * d + j] = ((const S*)a.in_b2)[k * Nd + s * d + j];
+      }
+    const S loss = stp.window_loss(a.scheme, ((const S*)a.t)[s], S(a.h), K, TP, TQ, GP, GQ, live ? S(1) : S(0),
+                                   S(a.scale), pb, qb, acc);
+    if (live) {
+      ((S*)a.out0)[s] = loss;
+      for (int j = 0; j < d; ++j) {
+        ((S*)a.out1)[s * d + j] = pb[j];
+        ((S*)a.out2)[s * d + j] = qb[j];
+      }
+    }
+  }
+}
+
+template <class S>
 __global__ void k_reduce_rows(const S* partial, long rows, long n, S* out) {
   const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -212,7 +254,7 @@ void launch(Op op, const NetDesc& nd, const CallArgs& a) {
   check(cudaGetDevice(&dev), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
   const long np = nd.n_params();
-  const bool bwd = op == Op::GradBwd || op == Op::RolloutBwd;
+  const bool bwd = op == Op::GradBwd || op == Op::RolloutBwd || op == Op::LossGrad;
   // enough threads to fill the card, fewer when there are few samples
   long blocks = std::max<long>(1, std::min<long>((a.N + kThreads - 1) / kThreads, (long)sms * 16));
   if (bwd) {  // bound the partial-sum buffer (rows x n_params) to about 256 MiB
@@ -221,7 +263,8 @@ void launch(Op op, const NetDesc& nd, const CallArgs& a) {
   }
   const long nthreads = blocks * kThreads;
   // covers the grad kernels (3 n_in + primal + work) and the step kernels (4 d + step_scratch)
-  const long per_thread = 3L * nd.n_in() + 4L * nd.d + step_scratch(nd);
+  long per_thread = 3L * nd.n_in() + 4L * nd.d + step_scratch(nd);
+  if (op == Op::LossGrad) per_thread = 2L * nd.d + window_scratch(nd, a.steps) + step_scratch(nd);
   const size_t smem = np * sizeof(S);
   const bool sh = smem <= 48 * 1024;
   S* scratch = nullptr;
@@ -241,6 +284,9 @@ void launch(Op op, const NetDesc& nd, const CallArgs& a) {
     case Op::RolloutFwd: k_rollout_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread); break;
     case Op::RolloutBwd:
       k_rollout_bwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread, partial);
+      break;
+    case Op::LossGrad:
+      k_loss_grad<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread, partial);
       break;
   }
   check(cudaGetLastError(), "kernel launch");

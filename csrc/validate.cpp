@@ -27,12 +27,16 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
   if (a.dtype != kFloat32 && a.dtype != kFloat64) fail("unknown dtype code " + std::to_string(a.dtype));
   if (a.N < 0) fail("N must be >= 0, got " + std::to_string(a.N));
   if (a.nthreads < 1) fail("nthreads must be >= 1");
-  const bool rollout = op == Op::RolloutFwd || op == Op::RolloutBwd;
+  const bool rollout = op == Op::RolloutFwd || op == Op::RolloutBwd || op == Op::LossGrad;
   if (rollout) {
     if (a.scheme < 0 || a.scheme >= kNumSchemes) fail("unknown scheme code " + std::to_string(a.scheme));
     if (!std::isfinite(a.h)) fail("the time step must be finite");
-    if (a.steps < 0 || (!a.trajectory && a.steps != 1))
+    if (op == Op::LossGrad) {
+      if (a.steps < 1) fail("a training window has steps >= 1, got " + std::to_string(a.steps));
+      if (!std::isfinite(a.scale)) fail("the loss scale must be finite");
+    } else if (a.steps < 0 || (!a.trajectory && a.steps != 1)) {
       fail("steps must be >= 0 for a trajectory and 1 for a single step, got " + std::to_string(a.steps));
+    }
   }
   const long N = a.N, Nd = a.N * nd.d, np = nd.n_params();
   const long states = a.trajectory ? (a.steps + 1) * Nd : Nd;
@@ -68,6 +72,16 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
       need("the stored q", a.q, a.n_q, states);
       need("the cotangent of the output p", a.in_b1, a.n_in_b1, states);
       need("the cotangent of the output q", a.in_b2, a.n_in_b2, states);
+      need("the cotangent of p0", a.out1, a.n_out1, Nd);
+      need("the cotangent of q0", a.out2, a.n_out2, Nd);
+      need("the cotangent of theta", a.thb, a.n_thb, np);
+      break;
+    case Op::LossGrad:
+      need("p0", a.p, a.n_p, Nd);
+      need("q0", a.q, a.n_q, Nd);
+      need("the target P", a.in_b1, a.n_in_b1, a.steps * Nd);
+      need("the target Q", a.in_b2, a.n_in_b2, a.steps * Nd);
+      need("the window losses", a.out0, a.n_out0, N);
       need("the cotangent of p0", a.out1, a.n_out1, Nd);
       need("the cotangent of q0", a.out2, a.n_out2, Nd);
       need("the cotangent of theta", a.thb, a.n_thb, np);

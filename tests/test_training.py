@@ -85,14 +85,18 @@ def test_resume_equals_uninterrupted(tmp_path, window):
 def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch):
     import hinn.objectives as tr
 
-    real, calls = tr.trajectory_loss, []
+    real, real_compiled, calls = tr.trajectory_loss, tr.TrajectoryObjective.loss_and_grad, []
 
-    def poisoned(*args):  # the loss turns NaN in epoch 3, after the epoch-2 checkpoint
-        calls.append(1)
-        loss = real(*args)
+    def poison(loss):  # the loss turns NaN in epoch 3 (5 batches + 1 validation per epoch), after the
+        calls.append(1)  # epoch-2 checkpoint
         return loss * float("nan") if len(calls) > 2 * 5 + 2 else loss
 
-    monkeypatch.setattr(tr, "trajectory_loss", poisoned)
+    def compiled(self, model, idx=None):
+        loss, grads = real_compiled(self, model, idx)
+        return poison(loss), grads
+
+    monkeypatch.setattr(tr, "trajectory_loss", lambda *args: poison(real(*args)))
+    monkeypatch.setattr(tr.TrajectoryObjective, "loss_and_grad", compiled)
     with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 3.*last good checkpoint"):
         train(TrainConfig(**TINY), str(tmp_path), progress=False)
     st = torch.load(tmp_path / "checkpoint.pt", weights_only=False)

@@ -238,6 +238,47 @@ struct Stepper {
       }
     }
   }
+
+  // A training window, forward and backward in one pass: from (p0, q0) at time t, K steps into TP, TQ
+  // ((K+1) d each; row 0 = the start), the squared error against the targets GP, GQ (K d each, row k =
+  // the state after step k+1), then the reverse sweep with cotangents 2·scale·m·error. m is 1 on live
+  // lanes and 0 on padding. Returns scale·m·Σ error² (this lane's share of the loss); the cotangents of
+  // (p0, q0) end in pb, qb, those of θ in acc. Nothing leaves the per-sample scratch in between.
+  template <class Acc>
+  HINN_HD V window_loss(int scheme, V t, S h, long K, V* TP, V* TQ, const V* GP, const V* GQ, V m, S scale,
+                        V* pb, V* qb, Acc& acc) {
+    const int d = nd.d;
+    for (long k = 0; k < K; ++k) {
+      V* p = TP + (k + 1) * d;
+      V* q = TQ + (k + 1) * d;
+      for (int j = 0; j < d; ++j) {
+        p[j] = TP[k * d + j];
+        q[j] = TQ[k * d + j];
+      }
+      forward(scheme, t + S(k) * h, h, p, q);
+    }
+    V loss{};
+    for (int j = 0; j < d; ++j) {
+      pb[j] = V{};
+      qb[j] = V{};
+    }
+    for (long k = K - 1; k >= 0; --k) {
+      const V* p1 = TP + (k + 1) * d;
+      const V* q1 = TQ + (k + 1) * d;
+      for (int j = 0; j < d; ++j) {
+        const V ep = m * (p1[j] - GP[k * d + j]);
+        const V eq = m * (q1[j] - GQ[k * d + j]);
+        loss += ep * ep + eq * eq;
+        pb[j] += S(2) * scale * ep;
+        qb[j] += S(2) * scale * eq;
+      }
+      backward(scheme, t + S(k) * h, h, TP + k * d, TQ + k * d, pb, qb, acc);
+    }
+    return scale * loss;
+  }
 };
+
+// Scratch of window_loss beyond step_scratch: the window's states and targets, in lane values.
+HINN_HD long window_scratch(const NetDesc& nd, long K) { return 2L * (K + 1) * nd.d + 2L * K * nd.d; }
 
 }  // namespace hinn

@@ -190,6 +190,15 @@ class HamiltonianNet(nn.Module):
         scheme, else None (see :class:`hinn.protocols.CompiledRollout`)."""
         return self._backend().rollout(self, scheme, t, p, q, h, steps, trajectory)
 
+    def compiled_window_loss(self, scheme, t0, p0, q0, P, Q, h: float, scale: float):
+        """Training windows, loss and gradient in one compiled call when this network's backend can run
+        ``scheme``, else None (see :class:`hinn.protocols.CompiledWindowLoss`)."""
+        res = self._backend().window_loss(self, scheme, t0, p0, q0, P, Q, h, scale)
+        if res is None:
+            return None
+        losses, g = res
+        return losses, {self.theta: g}
+
     # ---------------------------------------------------------------- hessQuik conversion
     def to_hessquik(self):
         """A hessQuik ``NN`` with a copy of these weights (same dtype and device)."""

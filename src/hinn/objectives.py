@@ -14,17 +14,21 @@ An objective holds its samples and computes the loss of a model on any subset of
 
 from __future__ import annotations
 
-from typing import Optional, Protocol, Union
+from typing import Dict, Optional, Protocol, Tuple, Union
 
 from torch import Tensor
 
-from .integrators import Scheme, rollout, step
+from .integrators import Scheme, get_scheme, rollout, step
 
 Index = Optional[Union[Tensor, slice]]
 
 
 class Objective(Protocol):
-    """``n`` samples; ``loss(model, idx)`` the mean loss over the samples ``idx`` (None: all)."""
+    """``n`` samples; ``loss(model, idx)`` the mean loss over the samples ``idx`` (None: all).
+
+    An objective may also offer ``loss_and_grad(model, idx)``: (the loss, {parameter: gradient}) computed
+    without autograd, or None when it cannot for this model; :func:`hinn.train.fit` prefers it.
+    """
 
     n: int
 
@@ -80,6 +84,23 @@ class TrajectoryObjective:
             self.h,
             self.scheme,
         )
+
+
+    def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
+        """The loss of :meth:`loss` and its parameter gradients from the model's compiled window loss
+        (one call: forward, loss and backward in the core, no autograd graph), or None when the model has
+        none for this scheme."""
+        fn = getattr(model, "compiled_window_loss", None)
+        if fn is None:
+            return None
+        P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
+        scale = 1.0 / (P.numel() * 2 * self.h * self.h)  # the means of trajectory_loss, over 2h²
+        res = fn(get_scheme(self.scheme), _take(self.t0, idx), _take(self.p0, idx), _take(self.q0, idx), P, Q,
+                 self.h, scale)  # fmt: skip
+        if res is None:
+            return None
+        losses, grads = res
+        return losses.sum(), grads
 
 
 class DerivativeObjective:

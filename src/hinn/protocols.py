@@ -17,11 +17,13 @@ Two optional capabilities let a model do better; hinn asks for them by name, nev
   and call it at every stage when present (a model whose ``grad`` checks its inputs offers it).
 * ``compiled_rollout(scheme, t, p, q, h, steps, trajectory)``: a whole rollout in one compiled call, or
   ``None`` when it cannot run this scheme (the integrators then fall back to the Python path).
+* ``compiled_window_loss(scheme, t0, p0, q0, P, Q, h, scale)``: the trajectory loss of training windows
+  and its parameter gradients in one compiled call, or ``None`` (training then uses autograd).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Protocol, Tuple, runtime_checkable
+from typing import TYPE_CHECKING, Dict, Optional, Protocol, Tuple, runtime_checkable
 
 from torch import Tensor
 
@@ -56,6 +58,20 @@ class CompiledRollout(Protocol):
     def compiled_rollout(
         self, scheme: "Scheme", t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool
     ) -> Optional[Tuple[Tensor, Tensor]]: ...
+
+
+@runtime_checkable
+class CompiledWindowLoss(Protocol):
+    """Capability: the loss of M training windows and its gradients, without autograd.
+
+    From t0 (M,), p0, q0 (M, d), roll ``K = P.shape[0]`` steps of ``scheme`` and compare with the
+    targets P, Q (K, M, d). Returns (per-window losses ``scale · Σ_k |p_k − P_k|² + |q_k − Q_k|²`` (M,),
+    {parameter: gradient of the summed loss}), or ``None`` when this model cannot compile ``scheme``.
+    """
+
+    def compiled_window_loss(
+        self, scheme: "Scheme", t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float, scale: float
+    ) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]: ...
 
 
 def validated_grad(model):

@@ -50,5 +50,21 @@ class Backend:
         ``None``: the integrators then run the scheme in Python over :meth:`grad`."""
         return None
 
+    def window_loss(
+        self,
+        net: "HamiltonianNet",
+        scheme: "Scheme",
+        t0: Tensor,
+        p0: Tensor,
+        q0: Tensor,
+        P: Tensor,
+        Q: Tensor,
+        h: float,
+        scale: float,
+    ) -> Optional[Tuple[Tensor, Tensor]]:
+        """Training windows in one call: (per-window losses ``scale · Σ_k |error_k|²`` (M,), the gradient
+        of their sum with respect to ``net.theta``), or ``None``: training then goes through autograd."""
+        return None
+
     def __repr__(self) -> str:
         return f"<hinn backend {self.name!r}>"

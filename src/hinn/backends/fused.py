@@ -118,6 +118,11 @@ def _desc(spec: Tuple[int, ...], hr: float):
     return core.NetDesc(d=d, time=time, width=w, depth=L, act=act, hr=hr)
 
 
+@lru_cache(maxsize=None)
+def _dtype_code(dtype: torch.dtype) -> int:
+    return core.DTYPES[str(dtype).rsplit(".", 1)[-1]]
+
+
 def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) -> None:
     """One call into the core. x: a state tensor (dtype, device); tensors in ``args`` go as (pointer,
     numel) pairs, everything else by name as it is."""
@@ -131,7 +136,7 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
         raise RuntimeError(f"the fused backend runs on CPU and CUDA tensors, not on {x.device.type}")
     kw = {k: (v.data_ptr(), v.numel()) if isinstance(v, Tensor) else v for k, v in args.items()}
     common = dict(
-        dtype=core.DTYPES[str(x.dtype).rsplit(".", 1)[-1]],
+        dtype=_dtype_code(x.dtype),
         N=N,
         nthreads=torch.get_num_threads(),
         cuda=x.is_cuda,
@@ -362,6 +367,35 @@ def _rollout_bwd(ctx, Pb, Qb):
 rollout_op.register_autograd(_rollout_bwd, setup_context=_rollout_setup)
 
 
+# ----------------------------------------------------------------------------- training windows
+def window_loss_grad(
+    theta: Tensor, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, spec: Sequence[int], hr: float,
+    h: float, scheme: int, scale: float,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
+    """The trajectory loss of M training windows and its gradients in one compiled call, no autograd.
+
+    From (t0 (M,), p0, q0 (M, d)), ``K = P.shape[0]`` steps of ``scheme`` are compared with the targets
+    P, Q (K, M, d). Returns (per-window losses ``scale · Σ_k |error_k|²`` (M,), ∂loss/∂p0, ∂loss/∂q0,
+    ∂loss/∂θ), the gradients of the summed loss. Forward, loss and backward run per block of samples
+    inside the core: no trajectory, graph or cotangent tensor is built in between.
+    """
+    _check_inputs("window_loss", theta, t0, p0, q0, spec, hr)
+    K = P.shape[0] if P.dim() == 3 else 0
+    _check_scheme("window_loss", scheme, h, K)
+    _eager_value(K >= 1, lambda: f"hinn::window_loss: targets must be (K >= 1, M, d), got {tuple(P.shape)}")
+    _eager_value(scale == scale and abs(scale) != float("inf"), lambda: "hinn::window_loss: scale must be finite")
+    _check_like("window_loss", "the target P", P, p0, (K,) + tuple(p0.shape))
+    _check_like("window_loss", "the target Q", Q, p0, (K,) + tuple(p0.shape))
+    theta, t0, p0, q0, P, Q = map(_c, (theta, t0, p0, q0, P, Q))
+    losses, p0b, q0b, thb = t0.new_empty(t0.shape), torch.empty_like(p0), torch.empty_like(q0), torch.empty_like(theta)
+    _launch(
+        "loss_grad", spec, hr, p0, p0.shape[0],
+        theta=theta, t=t0, p=p0, q=q0, in_b1=P, in_b2=Q, out0=losses, out1=p0b, out2=q0b, thb=thb,
+        scheme=scheme, h=h, steps=K, scale=scale,
+    )  # fmt: skip
+    return losses, p0b, q0b, thb
+
+
 # ----------------------------------------------------------------------------- the backend
 def spec_of(net) -> List[int]:
     """The structure list ``[d, time, width, depth, act]`` that the ops take, for a HamiltonianNet."""
@@ -412,3 +446,12 @@ class FusedBackend(Backend):
         if steps != 1:
             raise ValueError(f"a single fused step has steps = 1, got {steps}")
         return step_op(net.theta, t, p, q, spec, net.resnet_step, h, code)
+
+    def window_loss(self, net, scheme, t0, p0, q0, P, Q, h, scale):
+        code = scheme_code(scheme)
+        if code is None:
+            return None
+        losses, _, _, thb = window_loss_grad(
+            net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale
+        )
+        return losses, thb
