@@ -108,3 +108,23 @@ def test_window_loss_rejects_bad_targets(bad, match):
         fused.window_loss_grad(
             net.theta.detach(), t0, p0, q0, bad(P), Q, fused.spec_of(net), net.resnet_step, H, 2, 1.0
         )
+
+
+def test_fit_caps_threads_for_small_minibatches_and_restores_them():
+    net = random_net(1, 3, 2, True, "tanh", 0)
+    t0, p0, q0, P, Q = _windows(1, 64, 1, 0)
+    seen = []
+
+    class Spy(TrajectoryObjective):
+        def loss_and_grad(self, model, idx=None):
+            seen.append(torch.get_num_threads())
+            return super().loss_and_grad(model, idx)
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        fit(net, Spy(t0, p0, q0, P, Q, H), epochs=1, batch_size=32, progress=False)
+        assert seen and set(seen) == {1}  # 32 samples: one thread
+        assert torch.get_num_threads() == 2  # the caller's setting is back
+    finally:
+        torch.set_num_threads(old)

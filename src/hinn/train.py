@@ -11,6 +11,7 @@ from a checkpoint continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -188,6 +189,27 @@ def load_checkpoint(path: str) -> Dict:
         return _read_checkpoint(prev)
 
 
+# A minibatch gets one thread per this many samples (the compiled core's own rule). The cap matters for
+# torch's small per-step operations too (the optimizer update, index draws): an OpenMP region they open
+# leaves its workers spin-waiting after every step, burning the cores other processes need. Measured
+# (benchmarks/training.py, 2 cores): two trainings side by side took 5.2x their time alone with torch's
+# default threads, 1.1x with this cap.
+SAMPLES_PER_THREAD = 256
+
+
+@contextlib.contextmanager
+def _thread_cap(n: int):
+    """At most ``n`` torch threads (never more than the caller's setting) inside; the setting is restored."""
+    old = torch.get_num_threads()
+    if n < old:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if n < old:
+            torch.set_num_threads(old)
+
+
 def fit(
     model: torch.nn.Module,
     objective: Objective,
@@ -272,56 +294,57 @@ def fit(
     # progress: a bar on a terminal (disable=None lets tqdm turn itself off when stderr is not a TTY)
     bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if progress else True, initial=start_epoch,
                total=epochs, dynamic_ncols=True)  # fmt: skip
-    for epoch in bar:
-        total = 0.0
-        for b in range(n_batches):
-            if bs < M:
-                if batches_per_epoch is not None or b == 0:
-                    perm = torch.randperm(M, generator=gen)
-                k = 0 if batches_per_epoch is not None else b
-                idx = perm[k * bs : (k + 1) * bs]
+    with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
+        for epoch in bar:
+            total = 0.0
+            for b in range(n_batches):
+                if bs < M:
+                    if batches_per_epoch is not None or b == 0:
+                        perm = torch.randperm(M, generator=gen)
+                    k = 0 if batches_per_epoch is not None else b
+                    idx = perm[k * bs : (k + 1) * bs]
+                else:
+                    idx = None
+                compiled = objective.loss_and_grad(model, idx) if use_compiled else None
+                if compiled is not None and not all(prm in compiled[1] for prm in params):
+                    compiled = None  # the model has parameters its compiled loss does not see
+                loss = objective.loss(model, idx) if compiled is None else compiled[0]
+                value = loss.item()
+                if not math.isfinite(value):
+                    where = (
+                        f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+                    )
+                    raise TrainingDiverged(
+                        f"the training loss became {value} at epoch {epoch + 1}{where}. "
+                        "Lower the learning rate or the time step."
+                    )
+                if compiled is None:
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                else:
+                    for prm in params:
+                        prm.grad = compiled[1][prm]
+                opt.step()
+                n_b = idx.numel() if idx is not None else M
+                total += value * (n_b / M if batches_per_epoch is None else 1 / n_batches)
+            entry = {"epoch": epoch + 1, "train_loss": total}
+            if validation is not None:
+                with torch.no_grad():
+                    v = float(validation.loss(model))
+                entry["val_loss"] = v
+                if v < best[0]:
+                    best = (v, flat(), epoch + 1)
+                bar.set_postfix(loss=f"{total:.3e}", val=f"{v:.3e}")
             else:
-                idx = None
-            compiled = objective.loss_and_grad(model, idx) if use_compiled else None
-            if compiled is not None and not all(prm in compiled[1] for prm in params):
-                compiled = None  # the model has parameters its compiled loss does not see
-            loss = objective.loss(model, idx) if compiled is None else compiled[0]
-            value = loss.item()
-            if not math.isfinite(value):
-                where = (
-                    f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
-                )
-                raise TrainingDiverged(
-                    f"the training loss became {value} at epoch {epoch + 1}{where}. "
-                    "Lower the learning rate or the time step."
-                )
-            if compiled is None:
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-            else:
-                for prm in params:
-                    prm.grad = compiled[1][prm]
-            opt.step()
-            n_b = idx.numel() if idx is not None else M
-            total += value * (n_b / M if batches_per_epoch is None else 1 / n_batches)
-        entry = {"epoch": epoch + 1, "train_loss": total}
-        if validation is not None:
-            with torch.no_grad():
-                v = float(validation.loss(model))
-            entry["val_loss"] = v
-            if v < best[0]:
-                best = (v, flat(), epoch + 1)
-            bar.set_postfix(loss=f"{total:.3e}", val=f"{v:.3e}")
-        else:
-            bar.set_postfix(loss=f"{total:.3e}")
-        history.append(entry)
-        if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
-            save_checkpoint(checkpoint, state(epoch + 1))
-        if validation is not None and patience is not None and epoch + 1 - best[2] >= patience:
-            stopped = True
-            if checkpoint:
+                bar.set_postfix(loss=f"{total:.3e}")
+            history.append(entry)
+            if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(checkpoint, state(epoch + 1))
-            break
+            if validation is not None and patience is not None and epoch + 1 - best[2] >= patience:
+                stopped = True
+                if checkpoint:
+                    save_checkpoint(checkpoint, state(epoch + 1))
+                break
     bar.close()
     if best[2] > 0:
         with torch.no_grad():
