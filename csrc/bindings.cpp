@@ -53,7 +53,7 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
 void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   CallArgs a;
   for (auto item : kw) set_arg(a, item.first.cast<std::string>(), item.second);
-  if (op < 0 || op > static_cast<int>(hinn::Op::LossGrad))
+  if (op < 0 || op > static_cast<int>(hinn::Op::HamFwd))
     throw py::value_error("hinn._core.call: unknown operation " + std::to_string(op));
   py::gil_scoped_release nogil;
   hinn::run(static_cast<hinn::Op>(op), nd, a);
@@ -101,6 +101,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("set_cpu_isa", [](const std::string& n) { hinn::set_cpu_isa(n.c_str()); },
         "Choose the CPU kernels; also settable with HINN_CPU_ISA at import.");
   py::dict ops;
+  ops["hamiltonian"] = static_cast<int>(hinn::Op::HamFwd);
   ops["grad"] = static_cast<int>(hinn::Op::GradFwd);
   ops["grad_backward"] = static_cast<int>(hinn::Op::GradBwd);
   ops["rollout"] = static_cast<int>(hinn::Op::RolloutFwd);

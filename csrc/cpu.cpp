@@ -117,6 +117,19 @@ template <int W, class V>
 struct Kernels {
   using S = scalar_t<V>;
 
+  static void ham_fwd(const NetDesc& nd, const CallArgs& a) {
+    const S* th = (const S*)a.theta;
+    const int d = nd.d, n = nd.n_in(), o = nd.time;
+    run_blocks<V>(nd, a.N, a.nthreads, n + primal_size(nd), nullptr, [&](long n0, int cnt, V* sc, AccLanes<V>&) {
+      V* x = sc;
+      if (o) x[0] = time_lanes<V>((const S*)a.t, n0, cnt);
+      gather(x + o, (const S*)a.p, n0, cnt, d, false);
+      gather(x + o + d, (const S*)a.q, n0, cnt, d, false);
+      const V H = primal<W, false>(nd, th, x, x + n);
+      scatter((S*)a.out0, &H, n0, cnt, 1);
+    });
+  }
+
   static void grad_fwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
     const int d = nd.d, n = nd.n_in(), o = nd.time;
@@ -267,6 +280,7 @@ void dispatch_width(Op op, const NetDesc& nd, const CallArgs& a) {
   auto run = [&](auto kernels) {
     using KK = decltype(kernels);
     switch (op) {
+      case Op::HamFwd: KK::ham_fwd(nd, a); break;
       case Op::GradFwd: KK::grad_fwd(nd, a); break;
       case Op::GradBwd: KK::grad_bwd(nd, a); break;
       case Op::RolloutFwd: KK::rollout_fwd(nd, a); break;

@@ -9,9 +9,10 @@
 namespace hinn {
 
 enum DType : int { kFloat32 = 0, kFloat64 = 1 };
-enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd, LossGrad };
+enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd, LossGrad, HamFwd };
 
 // One call's arguments. Pointers are raw device or host addresses of contiguous tensors owned by Python.
+//   HamFwd:     (t, p, q) -> out0 = H (N): the primal pass alone
 //   GradFwd:    (t, p, q) -> out0 = H (N), out1 = ∂pH (N,d), out2 = ∂qH (N,d)
 //   GradBwd:    + in_b0 = H̄, in_b1 = ∂pH̄, in_b2 = ∂qH̄ -> out0 = t̄, out1 = p̄, out2 = q̄, thb = θ̄
 //   RolloutFwd: (t, p, q), steps -> out1, out2: final state, or the trajectory (steps+1, N, d)

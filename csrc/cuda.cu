@@ -75,6 +75,23 @@ __global__ void k_grad_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
 }
 
 template <class S>
+__global__ void k_ham_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread) {
+  const S* th = stage_params(nd, (const S*)a.theta, sh);
+  const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
+  const long nthreads = (long)gridDim.x * blockDim.x;
+  S* x = scratch + tid * per_thread;
+  const int d = nd.d, o = nd.time;
+  for (long s = tid; s < a.N; s += nthreads) {
+    if (o) x[0] = ((const S*)a.t)[s];
+    for (int j = 0; j < d; ++j) {
+      x[o + j] = ((const S*)a.p)[s * d + j];
+      x[o + d + j] = ((const S*)a.q)[s * d + j];
+    }
+    ((S*)a.out0)[s] = primal<0, false>(nd, th, x, x + nd.n_in());
+  }
+}
+
+template <class S>
 __global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread, S* partial) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
@@ -277,6 +294,7 @@ void launch(Op op, const NetDesc& nd, const CallArgs& a) {
   }
   const size_t shm = sh ? smem : 0;
   switch (op) {
+    case Op::HamFwd: k_ham_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread); break;
     case Op::GradFwd: k_grad_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread); break;
     case Op::GradBwd:
       k_grad_bwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread, partial);

@@ -43,6 +43,11 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
   need("theta", a.theta, a.n_theta, np);
   need("t", a.t, a.n_t, N);
   switch (op) {
+    case Op::HamFwd:
+      need("p", a.p, a.n_p, Nd);
+      need("q", a.q, a.n_q, Nd);
+      need("H", a.out0, a.n_out0, N);
+      break;
     case Op::GradFwd:
       need("p", a.p, a.n_p, Nd);
       need("q", a.q, a.n_q, Nd);

@@ -24,6 +24,7 @@ def test_opcheck_every_op(dtype):
     pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
     P, Q = fused.rollout_op(th.detach(), t, p, q, spec, hr, 0.1, 2, 3)
     cases = [
+        (fused.hamiltonian_op, (th, t, pr, qr, spec, hr)),
         (fused.grad_op, (th, t, pr, qr, spec, hr)),
         (fused.step_op, (th, t, pr, qr, spec, hr, 0.1, 2)),
         (fused.rollout_op, (th, t, pr, qr, spec, hr, 0.1, 3, 4)),
@@ -43,6 +44,12 @@ def test_gradcheck_step_and_rollout(scheme):
     pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b, c: fused.step_op(a, t, b, c, spec, hr, 0.1, code), (th, pr, qr))
     assert torch.autograd.gradcheck(lambda a, b, c: fused.rollout_op(a, t, b, c, spec, hr, 0.1, code, 3), (th, pr, qr))
+
+
+def test_gradcheck_hamiltonian():
+    net, t, p, q, spec, hr = _args(n=3, cfg=(1, 3, 2, True, "softplus"))
+    args = (net.theta.detach().clone().requires_grad_(), t.requires_grad_(), p.requires_grad_(), q.requires_grad_())
+    assert torch.autograd.gradcheck(lambda *a: fused.hamiltonian_op(*a, spec, hr), args)
 
 
 def test_gradcheck_grad():

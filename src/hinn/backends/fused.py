@@ -5,11 +5,15 @@ Ops (float32/float64; CPU, and CUDA when the core was built with it):
 =====================  ==========================================  ===============================
 op                     computes                                    differentiable in
 =====================  ==========================================  ===============================
+``hinn::hamiltonian``  H alone (the primal pass)                   θ, t, p, q (first order)
 ``hinn::grad``         (H, ∂pH, ∂qH) for a batch                   θ, t, p, q (first order)
 ``hinn::step``         one integrator step (p, q) → (p', q')       θ, p, q (first order)
 ``hinn::rollout``      ``steps`` steps, the whole trajectory       θ, p0, q0 (first order)
 ``hinn::*_backward``   the vector–Jacobian products of the above   not differentiable
 =====================  ==========================================  ===============================
+
+For training, :func:`window_loss_grad` runs training windows, their loss and the whole backward in one
+call without autograd (what :func:`hinn.train.fit` uses on this backend).
 
 Time is an input but no gradient flows to it through ``step``/``rollout``. Second derivatives of the
 training losses with respect to θ (Hessian-vector products) are not provided; use the autograd backend
@@ -156,6 +160,41 @@ def _c(x: Tensor) -> Tensor:
 
 def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
     return torch.zeros_like(like) if g is None else _c(g)
+
+
+# ----------------------------------------------------------------------------- hamiltonian
+@torch.library.custom_op("hinn::hamiltonian", mutates_args=())
+def hamiltonian_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float) -> Tensor:
+    """H alone: the primal pass, no gradient sweep (metrics, plots, energy curves)."""
+    _check_inputs("hamiltonian", theta, t, p, q, spec, hr)
+    theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
+    H = p.new_empty(p.shape[0])
+    _launch("hamiltonian", spec, hr, p, p.shape[0], theta=theta, t=t, p=p, q=q, out0=H)
+    return H
+
+
+@hamiltonian_op.register_fake
+def _(theta, t, p, q, spec, hr):
+    _check_inputs("hamiltonian", theta, t, p, q, spec, hr, chk=TRACED)
+    return p.new_empty(p.shape[0])
+
+
+def _ham_setup(ctx, inputs, output):
+    theta, t, p, q, spec, hr = inputs
+    ctx.save_for_backward(theta, t, p, q)
+    ctx.spec, ctx.hr = spec, hr
+
+
+def _ham_bwd(ctx, Hb):
+    # the vector–Jacobian product of (H, ∇H) with a zero cotangent on ∇H: exact, one sweep
+    theta, t, p, q = ctx.saved_tensors
+    tb, pb, qb, thb = grad_backward_op(
+        theta, t, p, q, _c(Hb), torch.zeros_like(p), torch.zeros_like(q), ctx.spec, ctx.hr
+    )
+    return thb, tb, pb, qb, None, None
+
+
+hamiltonian_op.register_autograd(_ham_bwd, setup_context=_ham_setup)
 
 
 # ----------------------------------------------------------------------------- grad
@@ -431,7 +470,7 @@ class FusedBackend(Backend):
         return "" if core is not None else str(import_error)
 
     def hamiltonian(self, net, t, p, q):
-        return grad_op(net.theta, t, p, q, spec_of(net), net.resnet_step)[0]
+        return hamiltonian_op(net.theta, t, p, q, spec_of(net), net.resnet_step)
 
     def grad(self, net, t, p, q):
         return grad_op(net.theta, t, p, q, spec_of(net), net.resnet_step)
