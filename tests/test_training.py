@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -136,6 +137,8 @@ def test_cli_end_to_end(tmp_path, capsys):
                 "--out",
                 out,
                 "--no-progress",
+                "--device",
+                "cpu",
             ]
         )
         == 0
@@ -152,8 +155,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     ):
         assert os.path.exists(os.path.join(out, f)), f
     m1 = json.load(open(os.path.join(out, "metrics.json")))
-    assert main(["eval", out]) == 0
+    assert main(["eval", out, "--device", "cpu"]) == 0
     m2 = json.load(open(os.path.join(out, "metrics.json")))
+    assert m1["device"] == "cpu"
     assert m2["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-12)
     assert main(["eval", out, "--backend", "hessquik"]) == 0  # the oracle evaluates the same run
     m3 = json.load(open(os.path.join(out, "metrics.json")))
@@ -181,6 +185,8 @@ def test_cli_end_to_end(tmp_path, capsys):
                 "--no-progress",
                 "--backend",
                 "autograd",
+                "--device",
+                "cpu",
             ]
         )
         == 0
@@ -188,6 +194,27 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert os.path.exists(os.path.join(out2, "orbits.png"))
     assert main(["train", "pendulum", "--config", str(cfg), "--out", str(tmp_path / "r3"), "--no-progress"]) == 0
     assert "rollout_mse" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [("tpu", "unknown device|not 'tpu'"), ("cuda:64", "no CUDA GPU|does not exist"), ("cpu:x", "unknown device")],
+)
+def test_cli_rejects_unusable_devices(device, match, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["train", "spring", "--epochs", "1", "--device", device])
+    assert e.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+def test_training_resumes_on_another_device_object(tmp_path):
+    """A run's checkpoint holds no device: training resumes and evaluation loads wherever asked."""
+    cfg = TrainConfig(**{**TINY, "epochs": 2})
+    first = train(cfg, str(tmp_path), progress=False, device="cpu")
+    again = train(cfg, str(tmp_path), resume=True, progress=False, device=torch.device("cpu"))
+    assert len(again.history) == 2 and again.net.theta.device.type == "cpu"
+    assert torch.equal(again.net.theta, first.net.theta)
+    assert "device" not in json.load(open(tmp_path / "config.json"))
 
 
 def test_backends_give_the_same_run():

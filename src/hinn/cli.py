@@ -21,6 +21,7 @@ from . import __version__
 from .backends import BACKENDS
 from .comparison import PROTOCOLS
 from .data import USER_DATA
+from .devices import resolve_device
 from .experiments import POSTER, PRESETS, preset_overrides
 from .integrators import SCHEMES
 from .network import ACTIVATIONS
@@ -90,14 +91,14 @@ def _train(args) -> int:
     name = os.path.splitext(os.path.basename(cfg.data))[0] if cfg.data else cfg.system
     out = args.out or os.path.join("runs", f"{name}-seed{cfg.seed}")
     print(f"training on {cfg.data or cfg.system}: {cfg}")
-    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress), out)
+    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device), out)
     return 0
 
 
 def _eval(args) -> int:
     from .experiments import evaluate_dir, evaluation_dir
 
-    metrics = evaluate_dir(args.run_dir, backend=args.backend, data=args.data)
+    metrics = evaluate_dir(args.run_dir, backend=args.backend, data=args.data, device=args.device)
     _print_metrics(metrics, evaluation_dir(args.run_dir, args.data))
     return 0
 
@@ -108,7 +109,7 @@ def _reproduce(args) -> int:
     cfg = _config_from_args(args, poster_config(args.experiment))
     out = args.out or os.path.join("runs", f"reproduce-{args.experiment}")
     print(f"reproducing the poster's {args.experiment} experiment: {cfg}")
-    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress), out)
+    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device), out)
     return 0
 
 
@@ -126,10 +127,16 @@ def _compare(args) -> int:
         if v is not None
     }
     out = args.out or os.path.join("runs", f"compare-{args.system}")
-    results = compare(args.system, out, progress=not args.no_progress, seeds=args.seeds, **overrides)
+    results = compare(
+        args.system, out, progress=not args.no_progress, seeds=args.seeds, device=args.device, **overrides
+    )
     print(markdown_table(args.system, results))
     print(f"\nwritten to {out} (table.md, results.json, compare.png)")
     return 0
+
+
+def _add_device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="cpu, cuda or cuda:K (default: cuda when a GPU is visible, else cpu)")
 
 
 def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> None:
@@ -154,6 +161,7 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
     g.add_argument("--patience", type=int, help="early stopping: epochs without validation improvement")
     g.add_argument("--seed", type=int)
     g.add_argument("--backend", choices=list(BACKENDS))
+    _add_device_option(p)
     p.add_argument("--out", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -180,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("run_dir")
     ev.add_argument("--backend", choices=list(BACKENDS), help="evaluate with this backend")
     ev.add_argument("--data", help="evaluate on all trajectories of this .npz instead of the run's test split")
+    _add_device_option(ev)
     ev.set_defaults(func=_eval)
 
     rp = sub.add_parser("reproduce", help="the poster's experiments (its network; Adam, see the README)")
@@ -196,12 +205,19 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--scheme", choices=list(SCHEMES), help="HINN's integrator (default rk4)")
     cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")
     cp.add_argument("--no-progress", action="store_true")
+    _add_device_option(cp)
     cp.set_defaults(func=_compare)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "device", None) is not None:
+        try:
+            resolve_device(args.device)
+        except ValueError as e:
+            parser.error(str(e))
     return args.func(args)
 
 

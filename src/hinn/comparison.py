@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from .data import Trajectories
+from .devices import DeviceLike, resolve_device
 from .hnn import MLPBaseline, MLPHamiltonian
 from .metrics import energy_mse, integrate_adaptive, learned_energy, split_means_stderr
 from .objectives import DerivativeObjective, TrajectoryObjective, derivative_loss
@@ -166,40 +167,43 @@ def _chunked_truth(system, t, p0, q0, rtol, chunk=250):
     return np.concatenate([a for a, _ in parts]), np.concatenate([b for _, b in parts])
 
 
-def _samples(data: ProtocolData, which: str, dtype=torch.float64):
+def _samples(data: ProtocolData, which: str, dtype=torch.float64, device=None):
     s = data.split(which)
     d = data.P.shape[2]
-    f = lambda a: torch.as_tensor(a[s].reshape(-1, d), dtype=dtype)  # noqa: E731
+    f = lambda a: torch.as_tensor(a[s].reshape(-1, d), dtype=dtype, device=device)  # noqa: E731
     n = data.P[s].shape[0] * data.P.shape[1]
-    return torch.zeros(n, dtype=dtype), f(data.P), f(data.Q), f(data.dP), f(data.dQ)
+    return torch.zeros(n, dtype=dtype, device=device), f(data.P), f(data.Q), f(data.dP), f(data.dQ)
 
 
-def make_model(kind: str, dim: int, proto: Protocol):
+def make_model(kind: str, dim: int, proto: Protocol, device=None):
     torch.manual_seed(proto.seed)
     if kind == "baseline":
-        return MLPBaseline(dim, proto.hidden, dtype=torch.float64)
+        return MLPBaseline(dim, proto.hidden, dtype=torch.float64, device=device)
     if kind in ("hnn", "hinn"):
-        return MLPHamiltonian(dim, proto.hidden, dtype=torch.float64)
+        return MLPHamiltonian(dim, proto.hidden, dtype=torch.float64, device=device)
     raise ValueError(f"unknown model {kind!r}; valid models are {', '.join(MODELS)}")
 
 
-def make_objective(kind: str, data: ProtocolData, proto: Protocol):
+def make_objective(kind: str, data: ProtocolData, proto: Protocol, device=None):
     """HINN: the trajectory objective on K-step windows of the observations; baseline and HNN: the
     derivative objective on the observed states and true derivatives."""
     if kind == "hinn":
         s = data.split("train")
         h = float(data.t[1] - data.t[0])
-        return TrajectoryObjective(*Trajectories(data.t, data.P[s], data.Q[s]).windows(proto.window), h, proto.scheme)
-    return DerivativeObjective(*_samples(data, "train"))
+        windows = Trajectories(data.t, data.P[s], data.Q[s]).windows(proto.window, device=device)
+        return TrajectoryObjective(*windows, h, proto.scheme)
+    return DerivativeObjective(*_samples(data, "train", device=device))
 
 
-def train_model(kind: str, data: ProtocolData, proto: Protocol, progress: bool = True):
+def train_model(kind: str, data: ProtocolData, proto: Protocol, progress: bool = True, device: DeviceLike = None):
     """Adam with the protocol's steps, batch, learning rate and weight decay, through :func:`hinn.train.fit`
-    (one fresh random mini-batch per step, as the paper's code draws them); returns (model, losses)."""
-    model = make_model(kind, data.P.shape[2], proto)
+    (one fresh random mini-batch per step, as the paper's code draws them), on ``device`` (None: CUDA when
+    available); returns (model, losses)."""
+    dev = resolve_device(device)
+    model = make_model(kind, data.P.shape[2], proto, dev)
     res = fit(
         model,
-        make_objective(kind, data, proto),
+        make_objective(kind, data, proto, dev),
         optimizer="adam",
         lr=proto.lr,
         weight_decay=proto.weight_decay,
@@ -256,7 +260,7 @@ def authors_energy_mse(system: System, model, proto: Protocol) -> Tuple[float, f
 
 
 def evaluate_model(kind: str, model, system: System, data: ProtocolData, proto: Protocol) -> Dict:
-    t, p, q, dp, dq = _samples(data, "test")
+    t, p, q, dp, dq = _samples(data, "test", device=next(model.parameters()).device)
     with torch.no_grad():
         test_mse = float(derivative_loss(model, t, p, q, dp, dq))
     rng = np.random.default_rng(proto.seed + 1)  # fresh initial states for the energy metric
@@ -309,11 +313,12 @@ def compare(
     out_dir: Optional[str] = None,
     progress: bool = True,
     seeds: Sequence[int] = (0,),
+    device: DeviceLike = None,
     **overrides,
 ) -> Dict:
-    """Train and evaluate the three models on one system for each data seed; writes ``results.json``,
-    ``table.md`` and ``compare.png`` into ``out_dir``. ``overrides`` replace protocol fields (e.g. steps,
-    n_traj for a quick run)."""
+    """Train and evaluate the three models on one system for each data seed, on ``device`` (None: CUDA
+    when available); writes ``results.json``, ``table.md`` and ``compare.png`` into ``out_dir``.
+    ``overrides`` replace protocol fields (e.g. steps, n_traj for a quick run)."""
     if name not in PROTOCOLS:
         raise ValueError(f"no HNN protocol for {name!r}; valid systems are {', '.join(PROTOCOLS)}")
     if not seeds:
@@ -327,7 +332,7 @@ def compare(
         res = {"seed": seed, "models": {}, "data_seconds": time.perf_counter() - start}
         for kind in MODELS:
             t0 = time.perf_counter()
-            model, losses = train_model(kind, data, proto, progress)
+            model, losses = train_model(kind, data, proto, progress, device)
             r = evaluate_model(kind, model, system, data, proto)
             traj = r.pop("_traj")
             if seed == seeds[0]:

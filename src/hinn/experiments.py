@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Dict, Optional
 
 from .data import POSTER_SIZES, load_trajectories
+from .devices import DeviceLike, describe, resolve_device
 from .metrics import evaluate, rollouts
 from .plots import make_figures
 from .systems import SYSTEMS, get_system
@@ -54,28 +55,43 @@ def evaluate_run(
 
 
 def run(
-    cfg: TrainConfig, run_dir: Optional[str], resume: bool = False, progress: bool = True, figures: bool = True
+    cfg: TrainConfig,
+    run_dir: Optional[str],
+    resume: bool = False,
+    progress: bool = True,
+    figures: bool = True,
+    device: DeviceLike = None,
 ) -> Dict:
-    """Train and evaluate; returns the metrics (plus wall time and backend)."""
+    """Train and evaluate on ``device`` (None: CUDA when available); returns the metrics (plus wall time,
+    backend and device)."""
     start = time.perf_counter()
-    result = train(cfg, run_dir, resume=resume, progress=progress)
+    result = train(cfg, run_dir, resume=resume, progress=progress, device=device)
     wall = time.perf_counter() - start
     extra = {
         "train_seconds": wall,
         "backend": result.net.backend_name(),
+        "device": describe(result.net.theta.device),
         "epochs_run": len(result.history),
         "stopped_early": result.stopped_early,
     }
     return evaluate_run(result, cfg, run_dir, figures, extra)
 
 
-def evaluate_dir(run_dir: str, figures: bool = True, backend: Optional[str] = None, data: Optional[str] = None) -> Dict:
-    """Metrics and figures of a run folder again; ``backend`` overrides the one it was trained with.
+def evaluate_dir(
+    run_dir: str,
+    figures: bool = True,
+    backend: Optional[str] = None,
+    data: Optional[str] = None,
+    device: DeviceLike = None,
+) -> Dict:
+    """Metrics and figures of a run folder again, on ``device`` (None: CUDA when available); ``backend``
+    overrides the one it was trained with.
     ``data``: evaluate on every trajectory of this file (a user's .npz) instead of the run's test split;
     the metrics and figures then go to ``run_dir/eval-<file name>``."""
     with open(os.path.join(run_dir, "config.json")) as f:
         cfg = TrainConfig.from_dict(json.load(f))
     result = load_run(run_dir)
+    result.net.to(resolve_device(device))
     if backend is not None:
         result.net.backend = backend
     if data is not None:

@@ -26,6 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Dataset, generate, load_trajectories
+from .devices import DeviceLike, resolve_device
 from .network import ACTIVATIONS, HamiltonianNet
 from .objectives import Objective, TrajectoryObjective
 
@@ -358,6 +359,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     data: Optional[Dataset] = None,
+    device: DeviceLike = None,
 ) -> TrainResult:
     """Train a HamiltonianNet with the HINN trajectory objective on ``cfg``'s data.
 
@@ -367,15 +369,18 @@ def train(
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         progress: show a progress bar (on a terminal).
         data: a data set to use instead of the one ``cfg`` describes.
+        device: where the network, the data and the training run (None: CUDA when available, else CPU).
+            Not part of the configuration: a run resumes, and its checkpoint loads, on any device.
 
     The final weights are those with the lowest validation loss.
     """
+    dev = resolve_device(device)
     data = data if data is not None else make_dataset(cfg)
-    net = make_net(cfg, data.train.P.shape[2])
-    dtype = DTYPES[cfg.dtype]
+    net = make_net(cfg, data.train.P.shape[2]).to(dev)
+    kw = dict(dtype=DTYPES[cfg.dtype], device=dev)
     h = data.train.h
-    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, dtype=dtype), h, cfg.scheme)
-    val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), dtype=dtype), h, cfg.scheme)
+    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, cfg.scheme)
+    val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), **kw), h, cfg.scheme)
     ckpt = os.path.join(out_dir, CHECKPOINT) if out_dir else None
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
