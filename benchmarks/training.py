@@ -18,14 +18,12 @@ import os
 import subprocess
 import sys
 import time
-from dataclasses import replace
 
 import torch
+from bench import _time
 
 import hinn
-from bench import _time
 from hinn.backends import fused
-from hinn.experiments import POSTER
 from hinn.objectives import TrajectoryObjective
 
 # training only: the data set is made and torch.optim's one-off import of torch._dynamo (about 3 s, on
@@ -49,7 +47,7 @@ def step_costs(dtype, N=100) -> dict:
     for name, kw in (("adam", {}), ("adam fused", {"fused": True})):
         opt = torch.optim.Adam([net.theta], lr=1e-6, **kw)
 
-        def compiled():
+        def compiled(opt=opt):
             loss, g = obj.loss_and_grad(net)
             loss.item()
             net.theta.grad = g[net.theta]

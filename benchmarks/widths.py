@@ -18,10 +18,10 @@ import platform
 from datetime import date
 
 import torch
+from bench import _time, kernel_only
 
 import hinn
 import hinn.backends.fused
-from bench import _time, flops, kernel_only
 
 SIZES = [(3, 20), (8, 6), (16, 4), (32, 8), (64, 4), (128, 2), (256, 2)]
 
@@ -63,11 +63,15 @@ def main(argv=None) -> None:
     sizes = [tuple(map(int, s.split("x"))) for s in args.sizes] if args.sizes else SIZES
     ghz = cpu_ghz()
     rows = []
-    print(f"hinn width table, {date.today()}, {platform.processor() or platform.machine()}, "
-          f"~{ghz:.2f} GHz, CPU kernels {hinn.backends.fused.core.cpu_isa()}, 1 thread, d={args.d} with t, "
-          f"N={args.N}, training step = step (symplectic Euler) + MSE + backward")
-    print("| dtype | w × L | fused ms | autograd ms | hessquik ms | fused vs autograd | fused vs hessquik "
-          "| kernel GFLOP/s | % peak |")
+    print(
+        f"hinn width table, {date.today()}, {platform.processor() or platform.machine()}, "
+        f"~{ghz:.2f} GHz, CPU kernels {hinn.backends.fused.core.cpu_isa()}, 1 thread, d={args.d} with t, "
+        f"N={args.N}, training step = step (symplectic Euler) + MSE + backward"
+    )
+    print(
+        "| dtype | w × L | fused ms | autograd ms | hessquik ms | fused vs autograd | fused vs hessquik "
+        "| kernel GFLOP/s | % peak |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in args.dtype:
         dtype = getattr(torch, name)
@@ -80,17 +84,28 @@ def main(argv=None) -> None:
                 net.backend = be
                 ms[be] = train_step_ms(net, args.d, args.N, dtype)
             k = kernel_only(args.d, w, L, args.N, dtype, 1)
-            r = dict(dtype=name, w=w, L=L, **{f"{b}_ms": v for b, v in ms.items()}, kernel_ms=k["kernel_ms"],
-                     kernel_gflops=k["kernel_gflops"], pct_peak=100 * k["kernel_gflops"] / peak)
+            r = dict(
+                dtype=name,
+                w=w,
+                L=L,
+                **{f"{b}_ms": v for b, v in ms.items()},
+                kernel_ms=k["kernel_ms"],
+                kernel_gflops=k["kernel_gflops"],
+                pct_peak=100 * k["kernel_gflops"] / peak,
+            )
             rows.append(r)
             hq = ms.get("hessquik", float("nan"))
-            print(f"| {name} | {w} × {L} | {ms['fused']:.3f} | {ms['autograd']:.3f} | {hq:.3f} "
-                  f"| {ms['autograd'] / ms['fused']:.1f}× | {hq / ms['fused']:.1f}× | {r['kernel_gflops']:.1f} "
-                  f"| {r['pct_peak']:.0f} % |", flush=True)
+            print(
+                f"| {name} | {w} × {L} | {ms['fused']:.3f} | {ms['autograd']:.3f} | {hq:.3f} "
+                f"| {ms['autograd'] / ms['fused']:.1f}× | {hq / ms['fused']:.1f}× | {r['kernel_gflops']:.1f} "
+                f"| {r['pct_peak']:.0f} % |",
+                flush=True,
+            )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"date": date.today().isoformat(), "ghz": ghz, "d": args.d, "N": args.N, "rows": rows}, f,
-                      indent=1)
+            json.dump(
+                {"date": date.today().isoformat(), "ghz": ghz, "d": args.d, "N": args.N, "rows": rows}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

@@ -103,7 +103,19 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     # the authors' spring procedure integrates at rtol 1e-12 over spans up to 80: loosened for a quick run
     monkeypatch.setitem(PROTOCOLS, "spring", replace(PROTOCOLS["spring"], authors_rtol=1e-6))
     out = str(tmp_path / "cmp")
-    args = ["compare", "spring", "--iterations", "30", "--n-traj", "6", "--out", out, "--no-progress", "--device", "cpu"]
+    args = [
+        "compare",
+        "spring",
+        "--iterations",
+        "30",
+        "--n-traj",
+        "6",
+        "--out",
+        out,
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
     assert main(args + ["--seeds", "0", "1"]) == 0
     res = json.load(open(os.path.join(out, "results.json")))
     assert set(res["models"]) == {"baseline", "hnn", "hinn"}

@@ -85,7 +85,6 @@ class TrajectoryObjective:
             self.scheme,
         )
 
-
     def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
         """The loss of :meth:`loss` and its parameter gradients from the model's compiled window loss
         (one call: forward, loss and backward in the core, no autograd graph), or None when the model has

@@ -32,6 +32,8 @@ from .objectives import Objective, TrajectoryObjective
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept for a corrupted last one
+
+
 def _fused_or_default(cls):
     """torch.optim's fused single-kernel update where it applies (measured: 72 µs against 112 µs per Adam
     step on the poster's θ, a third of a compiled training step; benchmarks/training.py), else the default."""
@@ -313,7 +315,9 @@ def fit(
                 value = loss.item()
                 if not math.isfinite(value):
                     where = (
-                        f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+                        f"; the last good checkpoint is {checkpoint}"
+                        if checkpoint and os.path.exists(checkpoint)
+                        else ""
                     )
                     raise TrainingDiverged(
                         f"the training loss became {value} at epoch {epoch + 1}{where}. "
