@@ -7,6 +7,7 @@ presets), so anything registered there is usable here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -17,7 +18,7 @@ from typing import List, Optional
 
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .backends import BACKENDS
 from .comparison import PROTOCOLS
 from .data import USER_DATA
@@ -54,6 +55,8 @@ def _demo(args) -> int:
 
 
 def _print_metrics(metrics: dict, run_dir: Optional[str]) -> None:
+    if not metrics:  # a data-parallel rank other than 0: nothing was evaluated here
+        return
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
@@ -218,7 +221,19 @@ def main(argv: Optional[List[str]] = None) -> int:
             resolve_device(args.device)
         except ValueError as e:
             parser.error(str(e))
-    return args.func(args)
+    if not distributed.launched():
+        return args.func(args)
+    # started by torchrun: one process per rank, data-parallel training (hinn.distributed)
+    if args.func not in (_train, _reproduce):
+        parser.error("only `hinn train` and `hinn reproduce` run data-parallel under torchrun")
+    args.device = str(distributed.init_from_env(args.device))
+    try:
+        if not distributed.is_main():  # rank 0 alone prints
+            with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+                return args.func(args)
+        return args.func(args)
+    finally:
+        distributed.shutdown()
 
 
 if __name__ == "__main__":

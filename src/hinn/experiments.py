@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from typing import Dict, Optional
 
+from . import distributed
 from .data import POSTER_SIZES, load_trajectories
 from .devices import DeviceLike, describe, resolve_device
 from .metrics import evaluate, rollouts
@@ -67,6 +68,8 @@ def run(
     start = time.perf_counter()
     result = train(cfg, run_dir, resume=resume, progress=progress, device=device)
     wall = time.perf_counter() - start
+    if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes
+        return {}
     extra = {
         "train_seconds": wall,
         "backend": result.net.backend_name(),

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .data import Dataset, generate, load_trajectories
 from .devices import DeviceLike, resolve_device
 from .network import ACTIVATIONS, HamiltonianNet
@@ -213,6 +214,31 @@ def _thread_cap(n: int):
             torch.set_num_threads(old)
 
 
+def _loss_and_grads(model, objective: Objective, params, idx, use_compiled: bool) -> float:
+    """Sets each parameter's ``.grad`` to the gradient of the minibatch ``idx``'s loss and returns the
+    loss: through the objective's compiled ``loss_and_grad`` when it has one for this model, else
+    autograd. Under torch.distributed, this process computes its share and one all-reduce sums the
+    shares, weighted by their fractions of the batch."""
+    local, frac = distributed.share(idx, objective.n)
+    compiled = objective.loss_and_grad(model, local) if use_compiled else None
+    if compiled is not None and not all(prm in compiled[1] for prm in params):
+        compiled = None  # the model has parameters its compiled loss does not see
+    if compiled is None:
+        loss = objective.loss(model, local)
+        for prm in params:
+            prm.grad = None
+        (loss * frac if frac != 1.0 else loss).backward()
+        grads = [prm.grad if prm.grad is not None else torch.zeros_like(prm) for prm in params]
+    else:
+        loss, by_param = compiled
+        grads = [by_param[prm] * frac if frac != 1.0 else by_param[prm] for prm in params]
+    loss = loss.detach().reshape(1) * frac
+    loss, *grads = distributed.all_reduce_sum([loss, *grads])
+    for prm, g in zip(params, grads):
+        prm.grad = g
+    return loss.item()
+
+
 def fit(
     model: torch.nn.Module,
     objective: Objective,
@@ -295,7 +321,9 @@ def fit(
     n_batches = -(-M // bs) if batches_per_epoch is None else batches_per_epoch
     stopped = False
     # progress: a bar on a terminal (disable=None lets tqdm turn itself off when stderr is not a TTY)
-    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if progress else True, initial=start_epoch,
+    writer = bool(checkpoint) and distributed.is_main()  # under torchrun, rank 0 alone writes and shows
+    show = progress and distributed.is_main()
+    bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if show else True, initial=start_epoch,
                total=epochs, dynamic_ncols=True)  # fmt: skip
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
@@ -308,11 +336,7 @@ def fit(
                     idx = perm[k * bs : (k + 1) * bs]
                 else:
                     idx = None
-                compiled = objective.loss_and_grad(model, idx) if use_compiled else None
-                if compiled is not None and not all(prm in compiled[1] for prm in params):
-                    compiled = None  # the model has parameters its compiled loss does not see
-                loss = objective.loss(model, idx) if compiled is None else compiled[0]
-                value = loss.item()
+                value = _loss_and_grads(model, objective, params, idx, use_compiled)
                 if not math.isfinite(value):
                     where = (
                         f"; the last good checkpoint is {checkpoint}"
@@ -323,19 +347,15 @@ def fit(
                         f"the training loss became {value} at epoch {epoch + 1}{where}. "
                         "Lower the learning rate or the time step."
                     )
-                if compiled is None:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                else:
-                    for prm in params:
-                        prm.grad = compiled[1][prm]
                 opt.step()
                 n_b = idx.numel() if idx is not None else M
                 total += value * (n_b / M if batches_per_epoch is None else 1 / n_batches)
             entry = {"epoch": epoch + 1, "train_loss": total}
             if validation is not None:
                 with torch.no_grad():
-                    v = float(validation.loss(model))
+                    vidx, frac = distributed.share(None, validation.n)
+                    (v,) = distributed.all_reduce_sum([validation.loss(model, vidx).detach().reshape(1) * frac])
+                    v = float(v)
                 entry["val_loss"] = v
                 if v < best[0]:
                     best = (v, flat(), epoch + 1)
@@ -343,11 +363,11 @@ def fit(
             else:
                 bar.set_postfix(loss=f"{total:.3e}")
             history.append(entry)
-            if checkpoint and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+            if writer and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(checkpoint, state(epoch + 1))
             if validation is not None and patience is not None and epoch + 1 - best[2] >= patience:
                 stopped = True
-                if checkpoint:
+                if writer:
                     save_checkpoint(checkpoint, state(epoch + 1))
                 break
     bar.close()
@@ -386,7 +406,7 @@ def train(
     train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, cfg.scheme)
     val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), **kw), h, cfg.scheme)
     ckpt = os.path.join(out_dir, CHECKPOINT) if out_dir else None
-    if out_dir:
+    if out_dir and distributed.is_main():
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
