@@ -87,3 +87,21 @@ def test_non_contiguous_inputs(backend):
     ref = hinn.rollout(net, t, p, q.T.contiguous().T, 0.1, 2, "symplectic_euler")
     got = hinn.rollout(net, tv, pv, q.T.contiguous().T, 0.1, 2, "symplectic_euler")
     assert torch.equal(ref[0], got[0]) and torch.equal(ref[1], got[1])
+
+
+@pytest.mark.skipif("fused" not in BACKENDS, reason="hinn._core is not built")
+@pytest.mark.parametrize("what", ["step", "grad", "hamiltonian"])
+def test_fused_refuses_second_derivatives_loudly(what):
+    # the fused backward passes are first order: differentiating them again must raise, never return 0
+    net = random_net(1, 3, 2, True, "tanh", 0)
+    net.backend = "fused"
+    t, p, q = random_state(5, 1, 1)
+    p.requires_grad_()
+    if what == "step":
+        out = hinn.step(net, t, p, q, 0.1, "leapfrog")[1].sum()
+    elif what == "grad":
+        out = net.grad(t, p, q)[0].sum()
+    else:
+        out = net(t, p, q).sum()
+    with pytest.raises(RuntimeError, match="first derivatives only"):
+        torch.autograd.grad(out, p, create_graph=True)

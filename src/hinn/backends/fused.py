@@ -166,6 +166,10 @@ def _zeros_if_none(g: Optional[Tensor], like: Tensor) -> Tensor:
 @torch.library.custom_op("hinn::hamiltonian", mutates_args=())
 def hamiltonian_op(theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float) -> Tensor:
     """H alone: the primal pass, no gradient sweep (metrics, plots, energy curves)."""
+    return _hamiltonian_impl(theta, t, p, q, spec, hr)
+
+
+def _hamiltonian_impl(theta, t, p, q, spec, hr):
     _check_inputs("hamiltonian", theta, t, p, q, spec, hr)
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     H = p.new_empty(p.shape[0])
@@ -202,6 +206,10 @@ hamiltonian_op.register_autograd(_ham_bwd, setup_context=_ham_setup)
 def grad_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float
 ) -> Tuple[Tensor, Tensor, Tensor]:
+    return _grad_impl(theta, t, p, q, spec, hr)
+
+
+def _grad_impl(theta, t, p, q, spec, hr):
     _check_inputs("grad", theta, t, p, q, spec, hr)
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     H = p.new_empty(p.shape[0])
@@ -227,6 +235,10 @@ def _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr, chk=EAGER):
 def grad_backward_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, Hb: Tensor, gpb: Tensor, gqb: Tensor, spec: List[int], hr: float
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    return _grad_backward_impl(theta, t, p, q, Hb, gpb, gqb, spec, hr)
+
+
+def _grad_backward_impl(theta, t, p, q, Hb, gpb, gqb, spec, hr):
     _check_grad_cotangents(theta, t, p, q, Hb, gpb, gqb, spec, hr)
     theta, t, p, q, Hb, gpb, gqb = map(_c, (theta, t, p, q, Hb, gpb, gqb))
     tb, pb, qb, thb = torch.empty_like(t), torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
@@ -406,6 +418,79 @@ def _rollout_bwd(ctx, Pb, Qb):
 rollout_op.register_autograd(_rollout_bwd, setup_context=_rollout_setup)
 
 
+# ----------------------------------------------------------------------------- the eager fast path
+# Eager calls skip the torch.library dispatcher: the same implementation functions under a plain
+# autograd.Function (measured per training step at N = 2000: the custom-op layer cost about 0.15 ms per
+# op call and its autograd wrapper more; benchmarks/RESULTS.md). Under torch.compile / export the custom
+# ops above are used, so that tracing sees their fake implementations and contracts.
+def _eager() -> bool:
+    compiler = getattr(torch, "compiler", None)
+    return not (compiler is not None and compiler.is_compiling())
+
+
+def _first_order_only() -> None:
+    # a backward run with create_graph=True: its result would silently lack the second-order terms
+    if torch.is_grad_enabled():
+        raise RuntimeError(
+            "the fused backend computes first derivatives only (its backward passes are not differentiable "
+            "again); use backend='autograd' for second derivatives"
+        )
+
+
+class _Hamiltonian(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, theta, t, p, q, spec, hr):
+        ctx.save_for_backward(theta, t, p, q)
+        ctx.args = (spec, hr)
+        return _hamiltonian_impl(theta, t, p, q, spec, hr)
+
+    @staticmethod
+    def backward(ctx, Hb):
+        _first_order_only()
+        theta, t, p, q = ctx.saved_tensors
+        tb, pb, qb, thb = _grad_backward_impl(
+            theta, t, p, q, _c(Hb), torch.zeros_like(p), torch.zeros_like(q), *ctx.args
+        )
+        return thb, tb, pb, qb, None, None
+
+
+class _Grad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, theta, t, p, q, spec, hr):
+        ctx.save_for_backward(theta, t, p, q)
+        ctx.args = (spec, hr)
+        return _grad_impl(theta, t, p, q, spec, hr)
+
+    @staticmethod
+    def backward(ctx, Hb, gpb, gqb):
+        _first_order_only()
+        theta, t, p, q = ctx.saved_tensors
+        Hb, gpb, gqb = _zeros_if_none(Hb, t), _zeros_if_none(gpb, p), _zeros_if_none(gqb, q)
+        tb, pb, qb, thb = _grad_backward_impl(theta, t, p, q, Hb, gpb, gqb, *ctx.args)
+        return thb, tb, pb, qb, None, None
+
+
+class _Integrate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, theta, t, p, q, spec, hr, h, scheme, steps, trajectory):
+        if trajectory:
+            _check_inputs("rollout", theta, t, p, q, spec, hr)
+        else:
+            _check_inputs("step", theta, t, p, q, spec, hr)
+        _check_scheme("rollout" if trajectory else "step", scheme, h, steps)
+        P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, trajectory)
+        ctx.save_for_backward(theta, t, *((P, Q) if trajectory else (p, q)))
+        ctx.args = (spec, hr, h, scheme, steps, trajectory)
+        return P, Q
+
+    @staticmethod
+    def backward(ctx, Pb, Qb):
+        _first_order_only()
+        theta, t, P, Q = ctx.saved_tensors
+        p0b, q0b, thb = _integrate_bwd(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args)
+        return thb, None, p0b, q0b, None, None, None, None, None, None
+
+
 # ----------------------------------------------------------------------------- training windows
 def window_loss_grad(
     theta: Tensor, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, spec: Sequence[int], hr: float,
@@ -470,20 +555,24 @@ class FusedBackend(Backend):
         return "" if core is not None else str(import_error)
 
     def hamiltonian(self, net, t, p, q):
-        return hamiltonian_op(net.theta, t, p, q, spec_of(net), net.resnet_step)
+        op = _Hamiltonian.apply if _eager() else hamiltonian_op
+        return op(net.theta, t, p, q, spec_of(net), net.resnet_step)
 
     def grad(self, net, t, p, q):
-        return grad_op(net.theta, t, p, q, spec_of(net), net.resnet_step)
+        op = _Grad.apply if _eager() else grad_op
+        return op(net.theta, t, p, q, spec_of(net), net.resnet_step)
 
     def rollout(self, net, scheme, t, p, q, h, steps, trajectory):
         code = scheme_code(scheme)
         if code is None:
             return None
         spec = spec_of(net)
+        if not trajectory and steps != 1:
+            raise ValueError(f"a single fused step has steps = 1, got {steps}")
+        if _eager():
+            return _Integrate.apply(net.theta, t, p, q, spec, net.resnet_step, h, code, steps, trajectory)
         if trajectory:
             return rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, steps)
-        if steps != 1:
-            raise ValueError(f"a single fused step has steps = 1, got {steps}")
         return step_op(net.theta, t, p, q, spec, net.resnet_step, h, code)
 
     def window_loss(self, net, scheme, t0, p0, q0, P, Q, h, scale):
