@@ -31,7 +31,7 @@ def _run(net, t, p, q, scheme, steps=4):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
 @pytest.mark.parametrize("cfg", GRID, ids=[str(c) for c in GRID])
 def test_cuda_matches_oracle_and_cpu(cfg, scheme, dtype):
     ref_net = random_net(*cfg, 0)

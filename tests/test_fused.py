@@ -36,7 +36,7 @@ def test_opcheck_every_op(dtype):
         torch.library.opcheck(op, args)
 
 
-@pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
 def test_gradcheck_step_and_rollout(scheme):
     net, t, p, q, spec, hr = _args(n=3, cfg=(1, 3, 2, True, "softplus"))
     code = fused.core.SCHEMES[scheme]

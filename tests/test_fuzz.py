@@ -37,7 +37,7 @@ def _state(N, d, dtype, seed, strided):
     structures,
     st.integers(0, 9),
     st.sampled_from([torch.float32, torch.float64]),
-    st.sampled_from(list(hinn.SCHEMES)),
+    st.sampled_from(list(hinn.integrators.COMPILED_SCHEMES)),
     st.integers(0, 3),
     st.booleans(),
     st.integers(0, 2**16),
@@ -90,7 +90,7 @@ def test_inconsistent_arguments_raise(structure, N, what, off):
     elif what == "dtype":
         args["q"] = q.float()
     elif what == "scheme":
-        scheme = len(hinn.SCHEMES) + off - 1
+        scheme = len(hinn.integrators.COMPILED_SCHEMES) + off - 1
     else:
         steps = -off
     with pytest.raises((ValueError, TypeError)):

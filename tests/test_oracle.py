@@ -69,7 +69,7 @@ def test_value_and_grad(cfg, dtype, backend, cpu_isa):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
 @pytest.mark.parametrize("cfg", GRID[:5], ids=[str(c) for c in GRID[:5]])
 def test_step_and_rollout(cfg, scheme, backend, cpu_isa):
     ref_net = _oracle(cfg, 2)
@@ -83,7 +83,7 @@ def test_step_and_rollout(cfg, scheme, backend, cpu_isa):
 
 
 @pytest.mark.skipif("fused" not in BACKENDS, reason="hinn._core is not built")
-@pytest.mark.parametrize("scheme", list(hinn.SCHEMES))
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
 def test_fused_float32_rollout(scheme, cpu_isa):
     cfg = (2, 8, 6, True, "tanh")
     ref_net = _oracle(cfg, 4)

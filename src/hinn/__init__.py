@@ -1,7 +1,8 @@
 """hinn: learn Hamiltonian dynamics from data with fused C++/CUDA Hamiltonian networks."""
 
-from . import data
+from . import data, implicit
 from .backends import BACKENDS, get_backend, set_backend
+from .implicit import ImplicitLeapfrog, ImplicitMidpoint, SolverError
 from .integrators import SCHEMES, Scheme, get_scheme, register_scheme, rollout, step
 from .network import HamiltonianNet
 from .protocols import CompiledRollout, HamiltonianModel
@@ -14,8 +15,12 @@ __all__ = [
     "CompiledRollout",
     "HamiltonianModel",
     "HamiltonianNet",
+    "ImplicitLeapfrog",
+    "ImplicitMidpoint",
+    "SolverError",
     "Scheme",
     "data",
+    "implicit",
     "get_backend",
     "get_scheme",
     "register_scheme",

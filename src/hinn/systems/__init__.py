@@ -9,10 +9,20 @@ from __future__ import annotations
 from typing import Dict, Type
 
 from .base import System
-from .mechanics import DrivenOscillator, NBody, Pendulum, SpringMass, ThreeBody, TwoBody
+from .mechanics import (
+    DoublePendulum,
+    DrivenOscillator,
+    NBody,
+    NonSeparableToy,
+    Pendulum,
+    SpringMass,
+    ThreeBody,
+    TwoBody,
+)
 
 SYSTEMS: Dict[str, Type[System]] = {
-    cls.name: cls for cls in (SpringMass, Pendulum, DrivenOscillator, TwoBody, ThreeBody)
+    cls.name: cls
+    for cls in (SpringMass, Pendulum, DrivenOscillator, TwoBody, ThreeBody, DoublePendulum, NonSeparableToy)
 }
 
 
@@ -28,6 +38,8 @@ __all__ = [
     "System",
     "get_system",
     "SpringMass",
+    "DoublePendulum",
+    "NonSeparableToy",
     "Pendulum",
     "DrivenOscillator",
     "NBody",

@@ -204,3 +204,48 @@ class ThreeBody(NBody):
             ps.append(m * vel)
         p = np.concatenate(ps, 1)
         return p, np.concatenate(qs, 1)
+
+
+class NonSeparableToy(System):
+    r"""A non-separable toy: :math:`H = \tfrac12 (q^2 + 1)(p^2 + 1)`. Closed orbits around the origin,
+    on which explicit "symplectic" schemes are not symplectic (Tao 2016 uses it for that reason)."""
+
+    name, dim, default_h = "toy-nonseparable", 1, 0.1
+
+    def hamiltonian(self, t, p, q):
+        return 0.5 * ((q**2 + 1) * (p**2 + 1)).sum(1)
+
+    def vector_field(self, t, p, q):
+        return -q * (p**2 + 1), p * (q**2 + 1)
+
+    def sample_initial(self, n, rng):
+        r = rng.uniform(0.2, 1.0, n)
+        phi = rng.uniform(0, 2 * np.pi, n)
+        return (r * np.cos(phi))[:, None], (r * np.sin(phi))[:, None]
+
+
+class DoublePendulum(System):
+    r"""Planar double pendulum, unit masses and lengths, gravity g: with Δ = q₁ − q₂,
+
+    .. math::  H = \frac{p_1^2 + 2 p_2^2 - 2 p_1 p_2 \cos\Delta}{2 (1 + \sin^2\Delta)}
+               - 2 g \cos q_1 - g \cos q_2,
+
+    non-separable (the kinetic energy depends on q). Initial states: both angles U(−0.8, 0.8) rad,
+    momenta U(−0.5, 0.5) — regular, mostly non-chaotic motion."""
+
+    name, dim, default_h = "double-pendulum", 2, 0.05
+
+    def __init__(self, g: float = 1.0) -> None:
+        self.g = float(g)
+
+    def hamiltonian(self, t, p, q):
+        p1, p2, q1, q2 = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+        dl = q1 - q2
+        kin = (p1**2 + 2 * p2**2 - 2 * p1 * p2 * torch.cos(dl)) / (2 * (1 + torch.sin(dl) ** 2))
+        return kin - 2 * self.g * torch.cos(q1) - self.g * torch.cos(q2)
+
+    def sample_initial(self, n, rng):
+        return rng.uniform(-0.5, 0.5, (n, 2)), rng.uniform(-0.8, 0.8, (n, 2))
+
+    def config(self):
+        return {"name": self.name, "g": self.g}

@@ -1,0 +1,174 @@
+"""Implicit symplectic schemes: order and symplecticity for non-separable H, long-time energy, exact
+gradients by the implicit function theorem (against finite differences and unrolled iterations), loud
+non-convergence, and the same numbers on every backend."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import BACKENDS, random_net, random_state, rel_err
+
+import hinn
+from hinn.implicit import SolverError
+
+IMPLICIT = ["implicit_midpoint", "implicit_leapfrog"]
+
+
+class Toy:
+    """H = ½ (q² + 1)(p² + 1): non-separable."""
+
+    dim = 1
+
+    def grad(self, t, p, q):
+        return p * (q**2 + 1), q * (p**2 + 1)
+
+
+def _orders(model, p0, q0, T, reference, scheme, hs=(0.1, 0.05, 0.025)):
+    errs = []
+    for h in hs:
+        P, Q = hinn.rollout(model, 0.0, p0, q0, h, round(T / h), scheme)
+        errs.append(float((P[-1].detach() - reference[0]).abs().max() + (Q[-1].detach() - reference[1]).abs().max()))
+    return [np.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
+
+
+@pytest.mark.parametrize("scheme", IMPLICIT)
+def test_second_order_on_the_toy_hamiltonian(scheme):
+    p0 = torch.tensor([[0.5], [-0.2]], dtype=torch.float64)
+    q0 = torch.tensor([[0.3], [0.7]], dtype=torch.float64)
+    P, Q = hinn.systems.get_system("toy-nonseparable").trajectories(np.array([0.0, 2.0]), p0.numpy(), q0.numpy())
+    ref = (torch.from_numpy(P[:, -1]), torch.from_numpy(Q[:, -1]))
+    assert all(1.9 < o < 2.1 for o in _orders(Toy(), p0, q0, 2.0, ref, scheme))
+
+
+@pytest.mark.parametrize("scheme", IMPLICIT)
+def test_second_order_on_a_random_time_dependent_network(scheme):
+    net = random_net(2, 6, 2, True, "tanh", 3)
+    net.backend = "autograd"
+    _, p0, q0 = random_state(3, 2, 4)
+    with torch.no_grad():
+        ref = hinn.rollout(net, 0.0, p0, q0, 0.1 / 64, 64 * 10, "rk4")
+    orders = _orders(net, p0, q0, 1.0, (ref[0][-1], ref[1][-1]), scheme)
+    assert all(1.85 < o < 2.15 for o in orders), orders
+
+
+def _step_jacobian(model, scheme, t, z, d, h=0.2):
+    def f(zz):
+        p1, q1 = hinn.step(model, t, zz[None, :d], zz[None, d:], h, scheme)
+        return torch.cat([p1[0], q1[0]])
+
+    return torch.autograd.functional.jacobian(f, z)
+
+
+@pytest.mark.parametrize("scheme", IMPLICIT)
+@pytest.mark.parametrize("which", ["toy", "network"])
+def test_one_step_is_symplectic(scheme, which):
+    if which == "toy":
+        model, d, z = Toy(), 1, torch.tensor([0.6, -0.4], dtype=torch.float64)
+    else:
+        model, d = random_net(2, 5, 2, True, "softplus", 1), 2
+        z = torch.tensor([0.3, -0.5, 0.8, 0.1], dtype=torch.float64)
+    t = torch.tensor([0.4], dtype=torch.float64)
+    M = _step_jacobian(model, scheme, t, z, d)
+    J = torch.zeros(2 * d, 2 * d, dtype=torch.float64)
+    J[:d, d:], J[d:, :d] = -torch.eye(d), torch.eye(d)  # (p, q) ordering: ṗ = −∂qH, q̇ = ∂pH
+    assert (M.T @ J @ M - J).abs().max() < 1e-10
+    if which == "network":  # the explicit leapfrog is not symplectic for this H: the test can fail
+        M_lf = _step_jacobian(model, "leapfrog", t, z, d)
+        assert (M_lf.T @ J @ M_lf - J).abs().max() > 1e-6
+
+
+def test_long_time_energy_is_bounded_on_the_toy_hamiltonian():
+    p0 = torch.tensor([[0.5]], dtype=torch.float64)
+    q0 = torch.tensor([[0.3]], dtype=torch.float64)
+    drift = {}
+    for scheme in IMPLICIT + ["leapfrog"]:
+        P, Q = hinn.rollout(Toy(), 0.0, p0, q0, 0.05, 2000, scheme)  # T = 100
+        H = 0.5 * (Q**2 + 1) * (P**2 + 1)
+        drift[scheme] = float((H - H[0]).abs().max())
+    for scheme in IMPLICIT:
+        assert drift[scheme] < 1e-3 and drift[scheme] < 1e-2 * drift["leapfrog"], drift
+
+
+def _unrolled_midpoint(net, t, p, q, h, iters=80):
+    """The implicit midpoint rule by plain fixed-point iteration with the whole graph kept (unrolled):
+    its gradient converges to the exact one as the iteration converges."""
+    d = p.shape[1]
+    z = torch.cat([p, q], 1)
+    x = z
+    for _ in range(iters):
+        gp, gq = net.grad(t + h / 2, x[:, :d], x[:, d:])
+        x = z + (h / 2) * torch.cat([-gq, gp], 1)
+    z1 = 2 * x - z
+    return z1[:, :d], z1[:, d:]
+
+
+def test_gradients_exact_against_unrolled_iterations_and_finite_differences():
+    net = random_net(2, 5, 2, True, "tanh", 2)
+    net.backend = "autograd"
+    t, p0, q0 = random_state(4, 2, 5)
+    h, steps = 0.1, 3
+
+    def loss_fn(step_fn, theta, p, q):
+        with torch.nn.utils.stateless._reparametrize_module(net, {"theta": theta}):
+            tt = t
+            for k in range(steps):
+                p, q = step_fn(tt + k * h, p, q)
+            return (p**2).sum() + torch.sin(q).sum()
+
+    implicit = lambda tt, p, q: hinn.step(net, tt, p, q, h, "implicit_midpoint")  # noqa: E731
+    unrolled = lambda tt, p, q: _unrolled_midpoint(net, tt, p, q, h)  # noqa: E731
+    args = [net.theta.detach().clone().requires_grad_(), p0.clone().requires_grad_(), q0.clone().requires_grad_()]
+    g_impl = torch.autograd.grad(loss_fn(implicit, *args), args)
+    g_unr = torch.autograd.grad(loss_fn(unrolled, *args), args)
+    for a, b in zip(g_impl, g_unr):
+        assert rel_err(a, b) < 1e-9
+    # central finite differences along a random direction of every argument
+    g = torch.Generator().manual_seed(0)
+    for i, x in enumerate(args):
+        v = torch.randn(x.shape, generator=g, dtype=x.dtype)
+        eps = 1e-5
+        with torch.no_grad():
+            plus = [a.detach() + (eps * v if j == i else 0) for j, a in enumerate(args)]
+            minus = [a.detach() - (eps * v if j == i else 0) for j, a in enumerate(args)]
+            fd = (loss_fn(implicit, *plus) - loss_fn(implicit, *minus)) / (2 * eps)
+        assert abs(float(fd) - float((g_impl[i] * v).sum())) < 1e-7 * max(1.0, abs(float(fd)))
+
+
+@pytest.mark.parametrize("scheme", IMPLICIT)
+def test_every_backend_gives_the_same_step(scheme):
+    outs = []
+    for backend in ("hessquik",) + BACKENDS:
+        net = random_net(1, 3, 4, True, "tanh", 6)
+        net.backend = backend
+        t, p, q = random_state(9, 1, 7)
+        p = p.clone().requires_grad_()
+        P, Q = hinn.rollout(net, t, p, q, 0.1, 3, scheme)
+        g = torch.autograd.grad((P**2).sum() + Q.sum(), [p, net.theta])
+        outs.append((P, Q) + g)
+    for other in outs[1:]:
+        for a, b in zip(other, outs[0]):
+            assert rel_err(a, b) < 1e-10
+
+
+def test_non_converging_solve_raises():
+    p0 = torch.tensor([[2.0]], dtype=torch.float64)
+    q0 = torch.tensor([[2.0]], dtype=torch.float64)
+    with pytest.raises(SolverError, match="did not converge in 2 iterations"):
+        hinn.step(Toy(), 0.0, p0, q0, 5.0, hinn.ImplicitMidpoint(max_iter=2))
+    with pytest.raises(ValueError, match="max_iter"):
+        hinn.ImplicitLeapfrog(max_iter=0)
+
+
+def test_implicit_leapfrog_is_leapfrog_for_separable_h():
+    sys_ = hinn.systems.get_system("pendulum")
+
+    class Pendulum:
+        dim = 1
+
+        def grad(self, t, p, q):
+            dp, dq = sys_.vector_field(t, p, q)
+            return dq, -dp
+
+    _, p, q = random_state(5, 1, 8)
+    a = hinn.step(Pendulum(), 0.0, p, q, 0.1, "implicit_leapfrog")
+    b = hinn.step(Pendulum(), 0.0, p, q, 0.1, "leapfrog")
+    assert rel_err(a[0], b[0]) < 1e-13 and rel_err(a[1], b[1]) < 1e-13
