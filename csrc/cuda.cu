@@ -259,9 +259,9 @@ template <class S>
 __global__ void k_reduce_rows(const S* partial, long rows, long n, S* out) {
   const long i = blockIdx.x * (long)blockDim.x + threadIdx.x;
   if (i >= n) return;
-  S s = 0;
-  for (long r = 0; r < rows; ++r) s += partial[r * n + i];  // fixed order: deterministic
-  out[i] = s;
+  double s = 0;  // in double for float32 too, as on the CPU; fixed order: deterministic
+  for (long r = 0; r < rows; ++r) s += partial[r * n + i];
+  out[i] = S(s);
 }
 
 template <class S>
