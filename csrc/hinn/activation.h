@@ -134,9 +134,11 @@ HINN_HD void act_pack(int act, V z, V& s, V& d1, V& d2) {
 
 template <class V>
 HINN_HD void activate(int act, V z, V& s, V& d1, V& d2) {
-  if constexpr (!std::is_same<V, base_t<V>>::value) {
+  if constexpr (!std::is_same<V, base_t<V>>::value) {  // a block of registers (CPU only)
+#if !defined(__CUDACC__)
 #pragma GCC unroll 16
     for (int i = 0; i < int(sizeof(V) / sizeof(base_t<V>)); ++i) activate(act, z.v[i], s.v[i], d1.v[i], d2.v[i]);
+#endif
   } else if constexpr (lanes<V>::n == 1) {
     act_scalar<V>(act, z, s, d1, d2);
   } else {
