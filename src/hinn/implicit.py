@@ -80,10 +80,9 @@ def solve_fixed_point(
                 f"{what}: the implicit equation did not converge in {max_iter} iterations (relative residual "
                 f"{res:.2e} > tol {tol:.1e}); use a smaller time step h, or raise max_iter / tol"
             )
-        # x solves x = Φ(x). Feed it through Φ once more, with the graph, and correct the cotangent.
-        x_star = x.detach().requires_grad_(True)
-        y = phi(x_star)
-        J = _jacobian(y, x_star).detach()
+        # x (= xv) solves x = Φ(x); the last iteration's y = Φ(xv) gives ∂Φ/∂x there for the adjoint.
+        J = _jacobian(y, xv).detach()
+    # Φ once more at the detached solution, with the graph to what Φ depends on; the hook corrects its cotangent
     out = phi(x.detach())
     if out.requires_grad:
         At = (torch.eye(x.shape[1], dtype=x.dtype, device=x.device) - J).transpose(1, 2)

@@ -183,24 +183,6 @@ def _(theta, t, p, q, spec, hr):
     return p.new_empty(p.shape[0])
 
 
-def _ham_setup(ctx, inputs, output):
-    theta, t, p, q, spec, hr = inputs
-    ctx.save_for_backward(theta, t, p, q)
-    ctx.spec, ctx.hr = spec, hr
-
-
-def _ham_bwd(ctx, Hb):
-    # the vector–Jacobian product of (H, ∇H) with a zero cotangent on ∇H: exact, one sweep
-    theta, t, p, q = ctx.saved_tensors
-    tb, pb, qb, thb = grad_backward_op(
-        theta, t, p, q, _c(Hb), torch.zeros_like(p), torch.zeros_like(q), ctx.spec, ctx.hr
-    )
-    return thb, tb, pb, qb, None, None
-
-
-hamiltonian_op.register_autograd(_ham_bwd, setup_context=_ham_setup)
-
-
 # ----------------------------------------------------------------------------- grad
 @torch.library.custom_op("hinn::grad", mutates_args=())
 def grad_op(
@@ -272,6 +254,14 @@ def _grad_bwd(ctx, Hb, gpb, gqb):
 
 
 grad_op.register_autograd(_grad_bwd, setup_context=_grad_setup)
+
+
+def _ham_bwd(ctx, Hb):
+    # the vector–Jacobian product of (H, ∇H) with no cotangent on ∇H: exact, one sweep
+    return _grad_bwd(ctx, Hb, None, None)
+
+
+hamiltonian_op.register_autograd(_ham_bwd, setup_context=_grad_setup)
 
 
 # ----------------------------------------------------------------------------- step and rollout
@@ -446,12 +436,7 @@ class _Hamiltonian(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, Hb):
-        _first_order_only()
-        theta, t, p, q = ctx.saved_tensors
-        tb, pb, qb, thb = _grad_backward_impl(
-            theta, t, p, q, _c(Hb), torch.zeros_like(p), torch.zeros_like(q), *ctx.args
-        )
-        return thb, tb, pb, qb, None, None
+        return _Grad.backward(ctx, Hb, None, None)  # no cotangent on ∇H
 
 
 class _Grad(torch.autograd.Function):
@@ -473,11 +458,9 @@ class _Grad(torch.autograd.Function):
 class _Integrate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, theta, t, p, q, spec, hr, h, scheme, steps, trajectory):
-        if trajectory:
-            _check_inputs("rollout", theta, t, p, q, spec, hr)
-        else:
-            _check_inputs("step", theta, t, p, q, spec, hr)
-        _check_scheme("rollout" if trajectory else "step", scheme, h, steps)
+        op = "rollout" if trajectory else "step"
+        _check_inputs(op, theta, t, p, q, spec, hr)
+        _check_scheme(op, scheme, h, steps)
         P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, trajectory)
         ctx.save_for_backward(theta, t, *((P, Q) if trajectory else (p, q)))
         ctx.args = (spec, hr, h, scheme, steps, trajectory)
