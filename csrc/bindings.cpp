@@ -36,6 +36,7 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
   else if (k == "out1") buf(a.out1, a.n_out1);
   else if (k == "out2") buf(a.out2, a.n_out2);
   else if (k == "thb") buf(a.thb, a.n_thb);
+  else if (k == "work") buf(a.work, a.n_work);
   else if (k == "dtype") a.dtype = v.cast<int>();
   else if (k == "nthreads") a.nthreads = v.cast<int>();
   else if (k == "N") a.N = v.cast<long>();
@@ -50,13 +51,27 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
   else throw py::value_error("hinn._core.call: unknown argument '" + k + "'");
 }
 
-void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
+CallArgs parse(int op, const py::kwargs& kw) {
   CallArgs a;
   for (auto item : kw) set_arg(a, item.first.cast<std::string>(), item.second);
   if (op < 0 || op > static_cast<int>(hinn::Op::HamFwd))
-    throw py::value_error("hinn._core.call: unknown operation " + std::to_string(op));
+    throw py::value_error("hinn._core: unknown operation " + std::to_string(op));
+  return a;
+}
+
+void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
+  const CallArgs a = parse(op, kw);
   py::gil_scoped_release nogil;
   hinn::run(static_cast<hinn::Op>(op), nd, a);
+}
+
+// Bytes of device workspace a CUDA call with these arguments needs (0 on the CPU, which keeps its own).
+long workspace_bytes(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
+  const CallArgs a = parse(op, kw);
+#ifdef HINN_WITH_CUDA
+  if (a.cuda) return (long)hinn::cuda_workspace_bytes(static_cast<hinn::Op>(op), nd, a);
+#endif
+  return 0;
 }
 
 hinn::NetDesc make_desc(int d, int time, int width, int depth, int act, double hr) {
@@ -91,6 +106,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("call", &call, py::arg("op"), py::arg("desc"),
         "Run one fused operation. Buffers are (data_ptr, numel) pairs, every argument by name; "
         "see csrc/cpu.h for the contract. Raises ValueError for any inconsistent argument.");
+  m.def("workspace_bytes", &workspace_bytes, py::arg("op"), py::arg("desc"),
+        "Bytes of device workspace (argument 'work') that a CUDA call with the same arguments needs; "
+        "0 on the CPU.");
 #ifdef HINN_WITH_CUDA
   m.attr("has_cuda") = true;
 #else

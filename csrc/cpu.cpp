@@ -43,10 +43,33 @@ struct AccLanes {
   void operator()(long i, const V& val) { g[i] += fold(val); }
 };
 
+// How a block's scratch is addressed (strided.h). The scalar build, which runs a CUDA thread's arithmetic,
+// also takes its memory access: a strided view, here with stride 2 and consecutive blocks alternating
+// between the two interleaved copies, so that an index that bypassed the stride would read the previous
+// block's values and fail the oracle tests.
+#ifdef HINN_CPU_SCALAR
+constexpr long kScratchStride = 2;
+template <class V>
+using ScratchPtr = Strided<V>;
+template <class V>
+inline ScratchPtr<V> scratch_view(V* sc, long block) {
+  return {sc + (block & 1), kScratchStride};
+}
+#else
+constexpr long kScratchStride = 1;
+template <class V>
+using ScratchPtr = V*;
+template <class V>
+inline ScratchPtr<V> scratch_view(V* sc, long) {
+  return sc;
+}
+#endif
+
 // Lane loads with a partial last block: missing lanes repeat the last sample (finite values), or are
 // zero for cotangents, so that they contribute nothing to parameter sums.
-template <class V, class S>
-inline void gather(V* dst, const S* src, long n0, int cnt, int d, bool zero_pad) {
+template <class P, class S>
+inline void gather(P dst, const S* src, long n0, int cnt, int d, bool zero_pad) {
+  using V = elem_t<P>;
   for (int j = 0; j < d; ++j) {
     V v{};
     for (int l = 0; l < lanes<V>::n; ++l) {
@@ -57,8 +80,8 @@ inline void gather(V* dst, const S* src, long n0, int cnt, int d, bool zero_pad)
   }
 }
 
-template <class V, class S>
-inline void scatter(S* dst, const V* src, long n0, int cnt, int d) {
+template <class S, class P>
+inline void scatter(S* dst, P src, long n0, int cnt, int d) {
   for (int l = 0; l < cnt; ++l)
     for (int j = 0; j < d; ++j) dst[(n0 + l) * d + j] = lane(src[j], l);
 }
@@ -86,7 +109,7 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
   using G = base_t<V>;
   std::vector<std::vector<G>> partial(nt);
   auto work = [&](int tid) {
-    std::vector<V> scratch(scratch_len);
+    std::vector<V> scratch(scratch_len * kScratchStride);
     std::vector<G>& acc_buf = partial[tid];
     acc_buf.assign(np, G{});
     AccLanes<V> acc{acc_buf.data()};
@@ -94,7 +117,7 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
     for (long b = b0; b < b1; ++b) {
       const long n0 = b * P;
       const int cnt = (int)std::min<long>(P, N - n0);
-      body(n0, cnt, scratch.data(), acc);
+      body(n0, cnt, scratch_view(scratch.data(), b), acc);
     }
   };
   if (nt == 1) {
@@ -116,12 +139,14 @@ void run_blocks(const NetDesc& nd, long N, int nthreads, long scratch_len, scala
 template <int W, class V>
 struct Kernels {
   using S = scalar_t<V>;
+  using P = ScratchPtr<V>;
+  static long scratch(Op op, const NetDesc& nd, const CallArgs& a) { return op_scratch(op, nd, a.scheme, a.steps); }
 
   static void ham_fwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
     const int d = nd.d, n = nd.n_in(), o = nd.time;
-    run_blocks<V>(nd, a.N, a.nthreads, n + primal_size(nd), nullptr, [&](long n0, int cnt, V* sc, AccLanes<V>&) {
-      V* x = sc;
+    run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::HamFwd, nd, a), nullptr, [&](long n0, int cnt, P sc, AccLanes<V>&) {
+      P x = sc;
       if (o) x[0] = time_lanes<V>((const S*)a.t, n0, cnt);
       gather(x + o, (const S*)a.p, n0, cnt, d, false);
       gather(x + o + d, (const S*)a.q, n0, cnt, d, false);
@@ -133,17 +158,17 @@ struct Kernels {
   static void grad_fwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
     const int d = nd.d, n = nd.n_in(), o = nd.time;
-    run_blocks<V>(nd, a.N, a.nthreads, 2L * n + primal_size(nd) + work_size(nd), nullptr,
-                  [&](long n0, int cnt, V* sc, AccLanes<V>&) {
-                    V* x = sc;
-                    V* g = x + n;
-                    V* P = g + n;
-                    V* work = P + primal_size(nd);
+    run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::GradFwd, nd, a), nullptr,
+                  [&](long n0, int cnt, P sc, AccLanes<V>&) {
+                    P x = sc;
+                    P g = x + n;
+                    P prim = g + n;
+                    P work = prim + primal_size(nd);
                     if (o) x[0] = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(x + o, (const S*)a.p, n0, cnt, d, false);
                     gather(x + o + d, (const S*)a.q, n0, cnt, d, false);
-                    V H = primal<W, false>(nd, th, x, P);
-                    grad_from_primal<W>(nd, th, P, g, work);
+                    V H = primal<W, false>(nd, th, x, prim);
+                    grad_from_primal<W>(nd, th, prim, g, work);
                     scatter((S*)a.out0, &H, n0, cnt, 1);
                     scatter((S*)a.out1, g + o, n0, cnt, d);
                     scatter((S*)a.out2, g + o + d, n0, cnt, d);
@@ -153,13 +178,13 @@ struct Kernels {
   static void grad_bwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
     const int d = nd.d, n = nd.n_in(), o = nd.time;
-    run_blocks<V>(nd, a.N, a.nthreads, 3L * n + primal_size(nd) + work_size(nd), (S*)a.thb,
-                  [&](long n0, int cnt, V* sc, AccLanes<V>& acc) {
-                    V* x = sc;
-                    V* v = x + n;
-                    V* xb = v + n;
-                    V* P = xb + n;
-                    V* work = P + primal_size(nd);
+    run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::GradBwd, nd, a), (S*)a.thb,
+                  [&](long n0, int cnt, P sc, AccLanes<V>& acc) {
+                    P x = sc;
+                    P v = x + n;
+                    P xb = v + n;
+                    P prim = xb + n;
+                    P work = prim + primal_size(nd);
                     if (o) {
                       x[0] = time_lanes<V>((const S*)a.t, n0, cnt);
                       v[0] = V{};
@@ -171,8 +196,8 @@ struct Kernels {
                     V cH;
                     gather(&cH, (const S*)a.in_b0, n0, cnt, 1, true);
                     for (int i = 0; i < n; ++i) xb[i] = V{};
-                    primal<W>(nd, th, x, P);
-                    vjp_from_primal<W>(nd, th, P, v, cH, xb, acc, work);
+                    primal<W>(nd, th, x, prim);
+                    vjp_from_primal<W>(nd, th, prim, v, cH, xb, acc, work);
                     if (o) scatter((S*)a.out0, xb, n0, cnt, 1);
                     scatter((S*)a.out1, xb + o, n0, cnt, d);
                     scatter((S*)a.out2, xb + o + d, n0, cnt, d);
@@ -185,11 +210,11 @@ struct Kernels {
     const int d = nd.d;
     const long Nd = a.N * d;
     const bool traj = a.trajectory;
-    run_blocks<V>(nd, a.N, a.nthreads, 2L * d + step_scratch(nd), nullptr,
-                  [&](long n0, int cnt, V* sc, AccLanes<V>&) {
-                    V* p = sc;
-                    V* q = p + d;
-                    Stepper<W, V, S> stp(nd, th, q + d);
+    run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::RolloutFwd, nd, a), nullptr,
+                  [&](long n0, int cnt, P sc, AccLanes<V>&) {
+                    P p = sc;
+                    P q = p + d;
+                    Stepper<W, V, S, P> stp(nd, th, q + d);
                     V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(p, (const S*)a.p, n0, cnt, d, false);
                     gather(q, (const S*)a.q, n0, cnt, d, false);
@@ -215,14 +240,14 @@ struct Kernels {
     const int d = nd.d;
     const long Nd = a.N * d;
     const bool traj = a.trajectory;
-    run_blocks<V>(nd, a.N, a.nthreads, 5L * d + step_scratch(nd), (S*)a.thb,
-                  [&](long n0, int cnt, V* sc, AccLanes<V>& acc) {
-                    V* p = sc;
-                    V* q = p + d;
-                    V* pb = q + d;
-                    V* qb = pb + d;
-                    V* tmp = qb + d;
-                    Stepper<W, V, S> stp(nd, th, tmp + d);
+    run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::RolloutBwd, nd, a), (S*)a.thb,
+                  [&](long n0, int cnt, P sc, AccLanes<V>& acc) {
+                    P p = sc;
+                    P q = p + d;
+                    P pb = q + d;
+                    P qb = pb + d;
+                    P tmp = qb + d;
+                    Stepper<W, V, S, P> stp(nd, th, tmp + d);
                     const V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     const long last = traj ? a.steps * Nd : 0;
                     gather(pb, (const S*)a.in_b1 + last, n0, cnt, d, true);
@@ -249,15 +274,15 @@ struct Kernels {
     const S* th = (const S*)a.theta;
     const int d = nd.d;
     const long K = a.steps, Nd = a.N * d;
-    run_blocks<V>(nd, a.N, a.nthreads, 2L * d + window_scratch(nd, K) + step_scratch(nd), (S*)a.thb,
-                  [&](long n0, int cnt, V* sc, AccLanes<V>& acc) {
-                    V* pb = sc;
-                    V* qb = pb + d;
-                    V* TP = qb + d;
-                    V* TQ = TP + (K + 1) * d;
-                    V* GP = TQ + (K + 1) * d;
-                    V* GQ = GP + K * d;
-                    Stepper<W, V, S> stp(nd, th, GQ + K * d);
+    run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::LossGrad, nd, a), (S*)a.thb,
+                  [&](long n0, int cnt, P sc, AccLanes<V>& acc) {
+                    P pb = sc;
+                    P qb = pb + d;
+                    P TP = qb + d;
+                    P TQ = TP + (K + 1) * d;
+                    P GP = TQ + (K + 1) * d;
+                    P GQ = GP + K * d;
+                    Stepper<W, V, S, P> stp(nd, th, GQ + K * d);
                     const V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(TP, (const S*)a.p, n0, cnt, d, false);
                     gather(TQ, (const S*)a.q, n0, cnt, d, false);

@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "hinn/network.h"
+#include "hinn/integrators.h"
 
 namespace hinn {
 
@@ -33,12 +33,29 @@ struct CallArgs {
   std::uintptr_t in_b0 = 0, in_b1 = 0, in_b2 = 0;
   std::uintptr_t out0 = 0, out1 = 0, out2 = 0, thb = 0;
   std::uintptr_t stream = 0;  // CUDA stream (cudaStream_t), 0 = default
+  std::uintptr_t work = 0;    // CUDA: device workspace of n_work bytes (cuda_workspace_bytes)
   int deterministic = 0;
   bool cuda = false;
   // element counts of the buffers above, as the caller allocated them (checked by validate())
   long n_theta = 0, n_t = 0, n_p = 0, n_q = 0, n_in_b0 = 0, n_in_b1 = 0, n_in_b2 = 0;
-  long n_out0 = 0, n_out1 = 0, n_out2 = 0, n_thb = 0;
+  long n_out0 = 0, n_out1 = 0, n_out2 = 0, n_thb = 0, n_work = 0;
 };
+
+// Scratch of one lane value (one sample on CUDA, one block of samples on the CPU) for an operation, in
+// lane values; the drivers lay it out in this order.
+inline long op_scratch(Op op, const NetDesc& nd, int scheme, long steps) {
+  const long n = nd.n_in(), d = nd.d;
+  switch (op) {
+    case Op::HamFwd: return n + primal_size(nd);                                   // x | primal
+    case Op::GradFwd: return 2 * n + primal_size(nd) + work_size(nd);              // x g | primal | work
+    case Op::GradBwd: return 3 * n + primal_size(nd) + work_size(nd);              // x v x̄ | primal | work
+    case Op::RolloutFwd: return 2 * d + step_scratch(nd, 1);                       // p q | step
+    case Op::RolloutBwd: return 5 * d + step_scratch(nd, scheme_stages(scheme));   // p q p̄ q̄ tmp | step
+    case Op::LossGrad:  // p̄ q̄ | window | step
+      return 2 * d + window_scratch(nd, steps) + step_scratch(nd, scheme_stages(scheme));
+  }
+  return 0;
+}
 
 // Throws std::invalid_argument unless the structure, the scalars and every buffer an operation reads or
 // writes are consistent (sizes against the structure, non-null where needed). The drivers trust what
@@ -60,6 +77,8 @@ void set_cpu_isa(const char* name);
 void cpu_call_impl(Op op, const NetDesc& nd, const CallArgs& a);  // inside one ISA build
 #ifdef HINN_WITH_CUDA
 void cuda_call(Op op, const NetDesc& nd, const CallArgs& a);
+// The device workspace (bytes) that cuda_call needs for these arguments on the current device.
+size_t cuda_workspace_bytes(Op op, const NetDesc& nd, const CallArgs& a);
 #endif
 
 }  // namespace hinn

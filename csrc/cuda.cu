@@ -2,8 +2,13 @@
 //
 // Parameter cotangents: each warp sums its 32 samples' contributions with shuffles and lane 0 adds them to
 // the warp's own row of a partial-sum buffer; a second kernel adds the rows in a fixed order. The grid is
-// a fixed function of (N, device), so results are bit-identical run to run (the deterministic mode costs
-// nothing extra). Parameters are staged in shared memory when they fit.
+// a fixed function of (op, N, device), so results are bit-identical run to run (the deterministic mode
+// costs nothing extra). Parameters are staged in shared memory when they fit.
+//
+// Memory: no allocation here. The caller passes one workspace of cuda_workspace_bytes (the Python layer
+// takes it from PyTorch's caching allocator, so it is reused across calls and capturable in CUDA
+// graphs); each thread's scratch is interleaved with its neighbours' (strided.h) so that a warp's loads
+// and stores are coalesced.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -49,23 +54,21 @@ __device__ const S* stage_params(const NetDesc& nd, const S* theta, bool use_sha
 // Every thread of a launched warp runs the same instruction stream (samples past N repeat sample N-1
 // with zero cotangents), so the shuffles in WarpAcc are always convergent.
 template <class S>
-__global__ void k_grad_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread) {
+__global__ void k_grad_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
-  S* sc = scratch + tid * per_thread;
+  const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   const int d = nd.d, o = nd.time, n = nd.n_in();
   for (long s = tid; s < a.N; s += nthreads) {
-    S* x = sc;
-    S* g = x + n;
-    S* P = g + n;
+    const Strided<S> x = sc, g = x + n, prim = g + n;
     if (o) x[0] = ((const S*)a.t)[s];
     for (int j = 0; j < d; ++j) {
       x[o + j] = ((const S*)a.p)[s * d + j];
       x[o + d + j] = ((const S*)a.q)[s * d + j];
     }
-    const S H = primal<0, false>(nd, th, x, P);
-    grad_from_primal<0>(nd, th, P, g, P + primal_size(nd));
+    const S H = primal<0, false>(nd, th, x, prim);
+    grad_from_primal<0>(nd, th, prim, g, prim + primal_size(nd));
     ((S*)a.out0)[s] = H;
     for (int j = 0; j < d; ++j) {
       ((S*)a.out1)[s * d + j] = g[o + j];
@@ -75,11 +78,11 @@ __global__ void k_grad_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
 }
 
 template <class S>
-__global__ void k_ham_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread) {
+__global__ void k_ham_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
-  S* x = scratch + tid * per_thread;
+  const Strided<S> x{scratch + tid, nthreads};
   const int d = nd.d, o = nd.time;
   for (long s = tid; s < a.N; s += nthreads) {
     if (o) x[0] = ((const S*)a.t)[s];
@@ -92,11 +95,11 @@ __global__ void k_ham_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_
 }
 
 template <class S>
-__global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread, S* partial) {
+__global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, S* partial) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
-  S* sc = scratch + tid * per_thread;
+  const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
   const int d = nd.d, o = nd.time, n = nd.n_in();
   const long iters = (a.N + nthreads - 1) / nthreads;
@@ -104,9 +107,7 @@ __global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
     const long s0 = it * nthreads + tid;
     const bool live = s0 < a.N;
     const long s = live ? s0 : a.N - 1;
-    S* x = sc;
-    S* v = x + n;
-    S* xb = v + n;
+    const Strided<S> x = sc, v = x + n, xb = v + n;
     const S z = live ? S(1) : S(0);
     if (o) {
       x[0] = ((const S*)a.t)[s];
@@ -119,9 +120,9 @@ __global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
       v[o + d + j] = z * ((const S*)a.in_b2)[s * d + j];
     }
     for (int i = 0; i < n; ++i) xb[i] = S(0);
-    S* P = xb + n;
-    primal<0>(nd, th, x, P);
-    vjp_from_primal<0>(nd, th, P, v, z * ((const S*)a.in_b0)[s], xb, acc, P + primal_size(nd));
+    const Strided<S> prim = xb + n;
+    primal<0>(nd, th, x, prim);
+    vjp_from_primal<0>(nd, th, prim, v, z * ((const S*)a.in_b0)[s], xb, acc, prim + primal_size(nd));
     if (live) {
       if (o) ((S*)a.out0)[s] = xb[0];
       for (int j = 0; j < d; ++j) {
@@ -133,17 +134,16 @@ __global__ void k_grad_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per
 }
 
 template <class S>
-__global__ void k_rollout_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread) {
+__global__ void k_rollout_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
-  S* sc = scratch + tid * per_thread;
+  const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   const int d = nd.d;
   const long Nd = a.N * d;
   for (long s = tid; s < a.N; s += nthreads) {
-    S* p = sc;
-    S* q = p + d;
-    Stepper<0, S, S> stp(nd, th, q + d);
+    const Strided<S> p = sc, q = p + d;
+    Stepper<0, S, S, Strided<S>> stp(nd, th, q + d);
     const S t = ((const S*)a.t)[s];
     for (int j = 0; j < d; ++j) {
       p[j] = ((const S*)a.p)[s * d + j];
@@ -167,11 +167,11 @@ __global__ void k_rollout_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long 
 }
 
 template <class S>
-__global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread, S* partial) {
+__global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, S* partial) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
-  S* sc = scratch + tid * per_thread;
+  const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
   const int d = nd.d;
   const long Nd = a.N * d;
@@ -181,11 +181,8 @@ __global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long 
     const bool live = s0 < a.N;
     const long s = live ? s0 : a.N - 1;
     const S z = live ? S(1) : S(0);
-    S* p = sc;
-    S* q = p + d;
-    S* pb = q + d;
-    S* qb = pb + d;
-    Stepper<0, S, S> stp(nd, th, qb + d);
+    const Strided<S> p = sc, q = p + d, pb = q + d, qb = pb + d;
+    Stepper<0, S, S, Strided<S>> stp(nd, th, qb + 2 * d);  // op_scratch's layout: p q p̄ q̄ (unused d) | step
     const S t = ((const S*)a.t)[s];
     const long last = a.trajectory ? a.steps * Nd : 0;
     for (int j = 0; j < d; ++j) {
@@ -214,11 +211,11 @@ __global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, long 
 }
 
 template <class S>
-__global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, long per_thread, S* partial) {
+__global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, S* partial) {
   const S* th = stage_params(nd, (const S*)a.theta, sh);
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
-  S* sc = scratch + tid * per_thread;
+  const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
   const int d = nd.d;
   const long K = a.steps, Nd = a.N * d;
@@ -227,13 +224,9 @@ __global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, long pe
     const long s0 = it * nthreads + tid;
     const bool live = s0 < a.N;
     const long s = live ? s0 : a.N - 1;
-    S* pb = sc;
-    S* qb = pb + d;
-    S* TP = qb + d;
-    S* TQ = TP + (K + 1) * d;
-    S* GP = TQ + (K + 1) * d;
-    S* GQ = GP + K * d;
-    Stepper<0, S, S> stp(nd, th, GQ + K * d);
+    const Strided<S> pb = sc, qb = pb + d, TP = qb + d, TQ = TP + (K + 1) * d, GP = TQ + (K + 1) * d,
+                     GQ = GP + K * d;
+    Stepper<0, S, S, Strided<S>> stp(nd, th, GQ + K * d);
     for (int j = 0; j < d; ++j) {
       TP[j] = ((const S*)a.p)[s * d + j];
       TQ[j] = ((const S*)a.q)[s * d + j];
@@ -264,59 +257,91 @@ __global__ void k_reduce_rows(const S* partial, long rows, long n, S* out) {
   out[i] = S(s);
 }
 
+// How one call runs: its grid and the workspace it needs (scratch of every thread, then the warps'
+// partial-sum rows). The grid fills the card when there are samples enough, but its scratch is capped at
+// twice the bytes the call returns (each thread then loops over more samples), with a floor of
+// kMinBlocksPerSM blocks per multiprocessor so that small calls keep the card busy.
+constexpr long kMinBlocksPerSM = 1;
+constexpr long kBlocksPerSM = 16;
+
+struct Plan {
+  long blocks = 1, rows = 0;
+  size_t scratch = 0, partial = 0;  // bytes; partial starts at `scratch` (a multiple of 256)
+  size_t bytes() const { return scratch + partial; }
+};
+
+bool is_backward(Op op) { return op == Op::GradBwd || op == Op::RolloutBwd || op == Op::LossGrad; }
+
+// Values the call writes, for the memory cap.
+long output_values(Op op, const NetDesc& nd, const CallArgs& a) {
+  const long N = a.N, Nd = a.N * nd.d, np = nd.n_params();
+  switch (op) {
+    case Op::HamFwd: return N;
+    case Op::GradFwd: return N + 2 * Nd;
+    case Op::GradBwd: return N + 2 * Nd + np;
+    case Op::RolloutFwd: return (a.trajectory ? a.steps + 1 : 1) * 2 * Nd;
+    case Op::RolloutBwd: return 2 * Nd + np;
+    case Op::LossGrad: return N + 2 * Nd + np;
+  }
+  return N;
+}
+
 template <class S>
-void launch(Op op, const NetDesc& nd, const CallArgs& a) {
-  cudaStream_t stream = reinterpret_cast<cudaStream_t>(a.stream);
+Plan plan(Op op, const NetDesc& nd, const CallArgs& a) {
   int dev = 0, sms = 0;
   check(cudaGetDevice(&dev), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
   const long np = nd.n_params();
-  const bool bwd = op == Op::GradBwd || op == Op::RolloutBwd || op == Op::LossGrad;
-  // enough threads to fill the card, fewer when there are few samples
-  long blocks = std::max<long>(1, std::min<long>((a.N + kThreads - 1) / kThreads, (long)sms * 16));
-  if (bwd) {  // bound the partial-sum buffer (rows x n_params) to about 256 MiB
-    const long max_warps = std::max<long>(1, (256L << 20) / (np * (long)sizeof(S)));
-    blocks = std::max<long>(1, std::min<long>(blocks, max_warps / (kThreads / 32)));
-  }
-  const long nthreads = blocks * kThreads;
-  // covers the grad kernels (3 n_in + primal + work) and the step kernels (4 d + step_scratch)
-  long per_thread = 3L * nd.n_in() + 4L * nd.d + step_scratch(nd);
-  if (op == Op::LossGrad) per_thread = 2L * nd.d + window_scratch(nd, a.steps) + step_scratch(nd);
+  const bool bwd = is_backward(op);
+  const double per_thread = double(op_scratch(op, nd, a.scheme, a.steps)) * sizeof(S);
+  const double per_block = kThreads * per_thread + (bwd ? kThreads / 32 * double(np) * sizeof(S) : 0);
+  const long wanted = std::min<long>((std::max<long>(a.N, 1) + kThreads - 1) / kThreads, (long)sms * kBlocksPerSM);
+  const long by_memory = std::max<long>((long)sms * kMinBlocksPerSM,
+                                        (long)(2.0 * output_values(op, nd, a) * sizeof(S) / per_block));
+  Plan pl;
+  pl.blocks = std::max<long>(1, std::min(wanted, by_memory));
+  const long nthreads = pl.blocks * kThreads;
+  pl.rows = bwd ? nthreads / 32 : 0;
+  pl.scratch = (size_t(nthreads) * op_scratch(op, nd, a.scheme, a.steps) * sizeof(S) + 255) / 256 * 256;
+  pl.partial = size_t(pl.rows) * np * sizeof(S);
+  return pl;
+}
+
+template <class S>
+void launch(Op op, const NetDesc& nd, const CallArgs& a) {
+  cudaStream_t stream = reinterpret_cast<cudaStream_t>(a.stream);
+  const Plan pl = plan<S>(op, nd, a);
+  if (a.n_work < (long)pl.bytes())  // validate() checked it; the grid must not have changed in between
+    throw std::runtime_error("hinn CUDA: the workspace is smaller than this call's plan");
+  const long np = nd.n_params();
   const size_t smem = np * sizeof(S);
   const bool sh = smem <= 48 * 1024;
-  S* scratch = nullptr;
-  S* partial = nullptr;
-  const long rows = nthreads / 32;
-  check(cudaMallocAsync((void**)&scratch, nthreads * per_thread * sizeof(S), stream), "cudaMallocAsync");
-  if (bwd) {
-    check(cudaMallocAsync((void**)&partial, rows * np * sizeof(S), stream), "cudaMallocAsync");
-    check(cudaMemsetAsync(partial, 0, rows * np * sizeof(S), stream), "cudaMemsetAsync");
-  }
   const size_t shm = sh ? smem : 0;
+  S* scratch = reinterpret_cast<S*>(a.work);
+  S* partial = reinterpret_cast<S*>(a.work + pl.scratch);
+  if (pl.partial) check(cudaMemsetAsync(partial, 0, pl.partial, stream), "cudaMemsetAsync");
+  const long blocks = pl.blocks;
   switch (op) {
-    case Op::HamFwd: k_ham_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread); break;
-    case Op::GradFwd: k_grad_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread); break;
-    case Op::GradBwd:
-      k_grad_bwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread, partial);
-      break;
-    case Op::RolloutFwd: k_rollout_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread); break;
-    case Op::RolloutBwd:
-      k_rollout_bwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread, partial);
-      break;
-    case Op::LossGrad:
-      k_loss_grad<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, per_thread, partial);
-      break;
+    case Op::HamFwd: k_ham_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch); break;
+    case Op::GradFwd: k_grad_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch); break;
+    case Op::GradBwd: k_grad_bwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, partial); break;
+    case Op::RolloutFwd: k_rollout_fwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch); break;
+    case Op::RolloutBwd: k_rollout_bwd<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, partial); break;
+    case Op::LossGrad: k_loss_grad<S><<<blocks, kThreads, shm, stream>>>(nd, a, sh, scratch, partial); break;
   }
   check(cudaGetLastError(), "kernel launch");
-  if (bwd) {
-    k_reduce_rows<S><<<(np + 255) / 256, 256, 0, stream>>>(partial, rows, np, (S*)a.thb);
+  if (pl.rows) {
+    k_reduce_rows<S><<<(np + 255) / 256, 256, 0, stream>>>(partial, pl.rows, np, (S*)a.thb);
     check(cudaGetLastError(), "reduction launch");
-    check(cudaFreeAsync(partial, stream), "cudaFreeAsync");
   }
-  check(cudaFreeAsync(scratch, stream), "cudaFreeAsync");
 }
 
 }  // namespace
+
+size_t cuda_workspace_bytes(Op op, const NetDesc& nd, const CallArgs& a) {
+  if (a.N == 0) return 0;
+  return a.dtype == kFloat64 ? plan<double>(op, nd, a).bytes() : plan<float>(op, nd, a).bytes();
+}
 
 void cuda_call(Op op, const NetDesc& nd, const CallArgs& a) {
   if (a.N == 0) {

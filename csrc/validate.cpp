@@ -93,6 +93,14 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
       break;
     default: fail("unknown operation " + std::to_string(static_cast<int>(op)));
   }
+#ifdef HINN_WITH_CUDA
+  if (a.cuda) {
+    const size_t want = cuda_workspace_bytes(op, nd, a);
+    if (a.n_work < (long)want || (want > 0 && a.work == 0))
+      fail("the CUDA workspace has " + std::to_string(a.n_work) + " bytes; this call needs " + std::to_string(want) +
+           " (hinn._core.workspace_bytes)");
+  }
+#endif
 }
 
 void run(Op op, const NetDesc& nd, const CallArgs& a) {

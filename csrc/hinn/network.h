@@ -6,9 +6,11 @@
 // K_0, b_0, K_1, b_1, ..., K_L, b_L, k_out, b_out.
 //
 // V is the lane type (lanes.h), S the parameter scalar. W > 0 fixes the width at compile time (fast path);
-// W = 0 reads it from the descriptor (any width). Every function works on caller-provided scratch.
+// W = 0 reads it from the descriptor (any width). Every function works on caller-provided scratch, seen
+// through a pointer-like type (strided.h: V* on the CPU, a strided view on CUDA).
 #pragma once
 #include "activation.h"
+#include "strided.h"
 
 namespace hinn {
 
@@ -37,18 +39,19 @@ HINN_HD long work_size(const NetDesc& nd) { return 5L * nd.width + 2L * (nd.dept
 
 // Primal pass: stores x and the layer quantities in P (primal_size), returns H(x). With Full = false
 // only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest.
-template <int W, bool Full = true, class V, class S>
-HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
+template <int W, bool Full = true, class S, class XP, class PP>
+HINN_HD elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
+  using V = elem_t<PP>;
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
   const S hr = S(nd.hr);
-  V* X = P;
-  V* D1 = X + n_in;
-  V* D2 = D1 + (L + 1) * w;
-  V* UI = D2 + (L + 1) * w;
+  PP X = P;
+  PP D1 = X + n_in;
+  PP D2 = D1 + (L + 1) * w;
+  PP UI = D2 + (L + 1) * w;
   V u[W ? W : 1], ucopy[W ? W : 1];
-  V* uu = W ? u : UI;  // generic width: u lives in row 0 of UI (unused by the reverse sweeps)
+  PP uu = W ? as_like(P, u) : UI;  // generic width: u lives in row 0 of UI (unused by the reverse sweeps)
   if (Full)
     for (int i = 0; i < n_in; ++i) X[i] = x[i];
   for (int k = 0; k < w; ++k) {
@@ -63,7 +66,7 @@ HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
   for (int l = 1; l <= L; ++l) {
     const S* K = th + nd.off_layer(l);
     const S* b = K + w * w;
-    V* ui = (Full || !W) ? UI + l * w : ucopy;
+    PP ui = (Full || !W) ? UI + l * w : as_like(P, ucopy);
     for (int k = 0; k < w; ++k) ui[k] = uu[k];
     for (int k = 0; k < w; ++k) {
       V zk = splat<V>(b[k]);
@@ -76,7 +79,7 @@ HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
     }
   }
   const S* ko = th + nd.off_out();
-  V* UL = UI + (L + 1) * w;
+  PP UL = UI + (L + 1) * w;
   V H = splat<V>(ko[w]);
   for (int k = 0; k < w; ++k) {
     if (Full) UL[k] = uu[k];
@@ -86,15 +89,16 @@ HINN_HD V primal(const NetDesc& nd, const S* th, const V* x, V* P) {
 }
 
 // g = ∇_x H from a stored primal pass. work: work_size.
-template <int W, class V, class S>
-HINN_HD void grad_from_primal(const NetDesc& nd, const S* th, const V* P, V* g, V* work) {
+template <int W, class S, class PP, class GP, class WP>
+HINN_HD void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP work) {
+  using V = elem_t<WP>;
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
   const S hr = S(nd.hr);
-  const V* D1 = P + n_in;
-  V* a = work;
-  V* c = a + w;
+  const PP D1 = P + n_in;
+  WP a = work;
+  WP c = a + w;
   const S* ko = th + nd.off_out();
   for (int k = 0; k < w; ++k) a[k] = splat<V>(ko[k]);  // a = ∂H/∂u_l
   for (int l = L; l >= 1; --l) {
@@ -119,25 +123,24 @@ HINN_HD void grad_from_primal(const NetDesc& nd, const S* th, const V* P, V* g, 
 // v·∇_x H is the forward-mode tangent of H along v: the tangent is pushed through the network (reusing
 // the stored σ', σ''), then the primal-plus-tangent computation is swept in reverse; no Hessian is
 // formed. work: work_size.
-template <int W, class V, class S, class Acc>
-HINN_HD void vjp_from_primal(const NetDesc& nd, const S* th, const V* P, const V* v, V cH, V* xbar, Acc& acc,
-                             V* work) {
+template <int W, class V, class S, class PP, class VP, class XP, class Acc, class WP>
+HINN_HD void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work) {
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
   const S hr = S(nd.hr);
-  const V* x = P;
-  const V* D1 = x + n_in;
-  const V* D2 = D1 + (L + 1) * w;
-  const V* UI = D2 + (L + 1) * w;
-  V* ud = work;        // u̇_l
-  V* z = ud + w;       // z̄
-  V* zd = z + w;       // ż (forward), ż̄ (reverse)
-  V* ub = zd + w;      // ū
-  V* udb = ub + w;     // ū̇
-  const V* uL = UI + (L + 1) * w;  // u_L
-  V* ZD = udb + w;     // ż_l     (L+1) x w
-  V* UDI = ZD + (L + 1) * w;  // u̇_{l-1} (row l >= 1)
+  const PP x = P;
+  const PP D1 = x + n_in;
+  const PP D2 = D1 + (L + 1) * w;
+  const PP UI = D2 + (L + 1) * w;
+  WP ud = work;        // u̇_l
+  WP z = ud + w;       // z̄
+  WP zd = z + w;       // ż (forward), ż̄ (reverse)
+  WP ub = zd + w;      // ū
+  WP udb = ub + w;     // ū̇
+  const PP uL = UI + (L + 1) * w;  // u_L
+  WP ZD = udb + w;     // ż_l     (L+1) x w
+  WP UDI = ZD + (L + 1) * w;  // u̇_{l-1} (row l >= 1)
   // ---- tangent along v
   for (int k = 0; k < w; ++k) {
     V a{};
@@ -147,7 +150,7 @@ HINN_HD void vjp_from_primal(const NetDesc& nd, const S* th, const V* P, const V
   }
   for (int l = 1; l <= L; ++l) {
     const S* K = th + nd.off_layer(l);
-    V* udi = UDI + l * w;
+    WP udi = UDI + l * w;
     for (int k = 0; k < w; ++k) udi[k] = ud[k];
     for (int k = 0; k < w; ++k) {
       V a{};
@@ -168,8 +171,8 @@ HINN_HD void vjp_from_primal(const NetDesc& nd, const S* th, const V* P, const V
   for (int l = L; l >= 1; --l) {
     const long ol = nd.off_layer(l);
     const S* K = th + ol;
-    const V* ui = UI + l * w;
-    const V* udi = UDI + l * w;
+    const PP ui = UI + l * w;
+    const WP udi = UDI + l * w;
     for (int k = 0; k < w; ++k) {
       const V d1 = D1[l * w + k];
       zd[k] = hr * udb[k] * d1;                                                // ż̄

@@ -149,7 +149,12 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
     desc = _desc(tuple(int(s) for s in spec), float(hr))
     if x.is_cuda:
         with torch.cuda.device(x.device):
-            core.call(core.OPS[op], desc, stream=torch.cuda.current_stream(x.device).cuda_stream, **common, **kw)
+            stream = torch.cuda.current_stream(x.device).cuda_stream
+            # the kernels' scratch comes from PyTorch's caching allocator (reused across calls, capturable
+            # in CUDA graphs); it is freed, stream-ordered, when `work` goes out of scope
+            n = core.workspace_bytes(core.OPS[op], desc, **common, **kw)
+            work = torch.empty(n, dtype=torch.uint8, device=x.device)
+            core.call(core.OPS[op], desc, stream=stream, work=(work.data_ptr(), n), **common, **kw)
     else:
         core.call(core.OPS[op], desc, **common, **kw)
 
