@@ -7,7 +7,8 @@
 #   bash benchmarks/gpu_check.sh
 # An offline machine needs the hessQuik wheel beside the sources, in .whl/, fetched once elsewhere:
 #   pip download --no-deps --only-binary=:all: -d .whl hessquik==0.0.6
-# Budget: about 6 minutes (build ~1, tests ~1, memcheck ~1, timings ~3, a short `hinn train --device cuda`).
+# Budget: about 6 minutes (build ~1, tests ~1, memcheck ~1, timings ~2.5, CUDA graphs and a short
+# `hinn train --device cuda` ~0.5).
 set -euo pipefail
 OUT="${OUT:-/tmp/hinn-gpu-check}"
 mkdir -p "$OUT"
@@ -34,8 +35,12 @@ if command -v compute-sanitizer >/dev/null; then  # memory errors on a small cas
   timeout 90 compute-sanitizer --tool memcheck --error-exitcode 9 python3 -m pytest -q -x -p no:cacheprovider \
     "tests/test_cuda.py::test_cuda_window_loss_and_hamiltonian_match_cpu" 2>&1 | tail -5 | tee "$OUT/memcheck.txt"
 fi
-timeout 240 python3 benchmarks/bench.py --device cuda --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.txt"
+timeout 150 python3 benchmarks/bench.py --device cuda --json "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.txt"
 bench_rc=${PIPESTATUS[0]}
+# N = 2e3 … 2e6, widths 3 / 16 / 64: time, throughput (H100/H200 SXM FP32 peak 67 TFLOP/s), memory
+timeout 60 python3 benchmarks/cuda_scaling.py --peak-tflops 67 2>&1 | tee "$OUT/scaling.txt"
+# the training loop with every step replayed from a CUDA graph, against eager steps
+(cd benchmarks && timeout 60 python3 training.py --part graph --epochs 50) 2>&1 | tail -2 | tee "$OUT/graph.txt"
 timeout 60 python3 -m hinn train spring --epochs 20 --device cuda --out "$OUT/run" --no-progress 2>&1 | tail -12
 echo "tests rc=$tests_rc  bench rc=$bench_rc  total $(( $(date +%s) - start )) s"
 exit $(( tests_rc != 0 || bench_rc != 0 ))

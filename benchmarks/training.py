@@ -2,13 +2,14 @@
 side by side.
 
     python benchmarks/training.py              # all three parts
-    python benchmarks/training.py --part step  # step | run | side
+    python benchmarks/training.py --part step  # step | run | side | graph (CUDA)
 
 step: one optimizer step of ``hinn train`` (N = 100 one-step windows, the poster's network, symplectic
       Euler, Adam) through the compiled window loss, through the custom ops + autograd, and on the
       autograd backend; "kernels" is the compiled call into the core alone (no Python, no optimizer).
 run:  ``hinn reproduce spring --epochs 100``'s training (hinn.train on the poster config) per backend.
 side: that training alone, two processes side by side, and beside one busy single-threaded process.
+graph: that training on CUDA, each step launched eagerly vs replayed from a CUDA graph (fit(cuda_graph=True)).
 """
 
 from __future__ import annotations
@@ -93,9 +94,27 @@ def run_seconds(backend: str, epochs: int, procs: int = 1, busy: bool = False) -
             hog.kill()
 
 
+def graph_seconds(epochs: int) -> dict:
+    from dataclasses import replace
+
+    from hinn.experiments import POSTER
+    from hinn.train import make_dataset, train
+
+    cfg = replace(POSTER["spring"], epochs=epochs)
+    data = make_dataset(cfg)
+    out = {}
+    for graph in (False, True, False, True):  # twice each, in turn; the second of each counts
+        torch.cuda.synchronize()
+        s = time.perf_counter()
+        res = train(cfg, progress=False, data=data, device="cuda", cuda_graph=graph)
+        torch.cuda.synchronize()
+        out[graph] = (time.perf_counter() - s, res.net.theta.detach().cpu())
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["step", "run", "side", "all"], default="all")
+    ap.add_argument("--part", choices=["step", "run", "side", "graph", "all"], default="all")
     ap.add_argument("--epochs", type=int, default=100)
     args = ap.parse_args(argv)
     print(f"hinn training benchmarks, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
@@ -113,6 +132,12 @@ def main(argv=None) -> None:
         print(f"\nhinn reproduce spring --epochs {args.epochs}: training seconds (one process, default threads)")
         sec = {be: run_seconds(be, args.epochs)[0] for be in ("fused", "autograd")}
         print(f"fused {sec['fused']:.2f} s, autograd {sec['autograd']:.2f} s: {sec['autograd'] / sec['fused']:.1f}×")
+    if args.part == "graph":
+        g = graph_seconds(args.epochs)
+        (eager, th_e), (graph, th_g) = g[False], g[True]
+        diff = float((th_g - th_e).norm() / th_e.norm())
+        print(f"\nCUDA training, poster spring, {args.epochs} epochs: eager {eager:.2f} s, CUDA graph {graph:.2f} s "
+              f"({eager / graph:.1f}×); parameters differ by {diff:.1e} (relative)")  # fmt: skip
     if args.part in ("side", "all"):
         alone = run_seconds("fused", args.epochs)[0]
         two = run_seconds("fused", args.epochs, procs=2)

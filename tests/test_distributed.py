@@ -54,3 +54,47 @@ def test_single_process_share_is_the_whole_batch():
     assert distributed.share(idx, 10) == (idx, 1.0)
     t = [torch.ones(3)]
     assert distributed.all_reduce_sum(t) is t
+
+
+def _kill_all(marker: str) -> None:
+    """SIGKILL every process whose command line holds ``marker``: torchrun and its workers, which run in
+    sessions of their own (as a job scheduler or a lost machine would end them)."""
+    import signal
+
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the worker processes through /proc")
+def test_a_killed_run_resumes_under_torchrun(tmp_path):
+    """Kill torchrun and its workers once a checkpoint is on disk, start again with --resume: the run ends
+    where an uninterrupted one ends."""
+    import time
+
+    long = [a if a != "3" else "300" for a in ARGS]  # 300 epochs: a checkpoint every 100
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "hinn", *long,
+           "--out", two]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt, killed_at = os.path.join(two, "checkpoint.pt"), None
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and time.monotonic() < deadline:
+        if os.path.exists(ckpt):
+            _kill_all(two)
+            proc.wait()
+            killed_at = load_checkpoint(ckpt)["epoch"]
+            break
+        time.sleep(0.02)
+    assert killed_at is not None and 0 < killed_at < 300, "the run ended before it could be killed"
+    res = subprocess.run(cmd + ["--resume"], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert main(long + ["--out", one]) == 0
+    a, b = load_checkpoint(os.path.join(one, "checkpoint.pt")), load_checkpoint(os.path.join(two, "checkpoint.pt"))
+    assert b["epoch"] == 300 and len(b["history"]) == 300
+    assert rel_err(b["model"]["theta"], a["model"]["theta"]) < 1e-12

@@ -9,7 +9,9 @@ import torch
 from hinn.cli import main
 from hinn.data import Dataset, generate
 from hinn.metrics import valid_prediction_time
-from hinn.train import TrainConfig, TrainingDiverged, load_checkpoint, load_run, train
+from hinn.network import HamiltonianNet
+from hinn.objectives import TrajectoryObjective
+from hinn.train import TrainConfig, TrainingDiverged, fit, load_checkpoint, load_run, train
 
 TINY = dict(
     system="spring",
@@ -268,3 +270,19 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     full = train(TrainConfig(**cfg), progress=False)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     assert torch.equal(resumed.net.theta, full.net.theta)
+
+
+def test_cuda_graph_needs_a_cuda_device():
+    obj_args = ["train", "spring", "--epochs", "1", "--device", "cpu", "--cuda-graph", "--no-progress"]
+    with pytest.raises(SystemExit) as e:
+        main(obj_args)
+    assert e.value.code == 2
+    net = HamiltonianNet(dim=1, width=4, depth=1, dtype=torch.float64)
+    t, p, q = (
+        torch.zeros(8, dtype=torch.float64),
+        torch.randn(8, 1, dtype=torch.float64),
+        torch.randn(8, 1, dtype=torch.float64),
+    )
+    obj = TrajectoryObjective(t, p, q, p[None], q[None], 0.1)
+    with pytest.raises(ValueError, match="cuda_graph needs the model on a CUDA device"):
+        fit(net, obj, cuda_graph=True, progress=False)

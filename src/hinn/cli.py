@@ -94,7 +94,12 @@ def _train(args) -> int:
     name = os.path.splitext(os.path.basename(cfg.data))[0] if cfg.data else cfg.system
     out = args.out or os.path.join("runs", f"{name}-seed{cfg.seed}")
     print(f"training on {cfg.data or cfg.system}: {cfg}")
-    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device), out)
+    _print_metrics(
+        run(
+            cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device, cuda_graph=args.cuda_graph
+        ),
+        out,
+    )
     return 0
 
 
@@ -112,7 +117,12 @@ def _reproduce(args) -> int:
     cfg = _config_from_args(args, poster_config(args.experiment))
     out = args.out or os.path.join("runs", f"reproduce-{args.experiment}")
     print(f"reproducing the poster's {args.experiment} experiment: {cfg}")
-    _print_metrics(run(cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device), out)
+    _print_metrics(
+        run(
+            cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device, cuda_graph=args.cuda_graph
+        ),
+        out,
+    )
     return 0
 
 
@@ -165,6 +175,11 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
     g.add_argument("--seed", type=int)
     g.add_argument("--backend", choices=list(BACKENDS))
     _add_device_option(p)
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay training steps from a CUDA graph (a CUDA device, fused backend)",
+    )
     p.add_argument("--out", help="run folder")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -221,6 +236,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             resolve_device(args.device)
         except ValueError as e:
             parser.error(str(e))
+    if getattr(args, "cuda_graph", False) and resolve_device(args.device).type != "cuda":
+        parser.error("--cuda-graph needs a CUDA device")
     if not distributed.launched():
         return args.func(args)
     # started by torchrun: one process per rank, data-parallel training (hinn.distributed)

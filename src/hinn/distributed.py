@@ -66,14 +66,17 @@ def shutdown() -> None:
 
 
 def share(idx: Optional[torch.Tensor], n: int) -> Tuple[Optional[torch.Tensor], float]:
-    """This process's part of a minibatch (``idx``, or all ``n`` samples when None) and its fraction."""
+    """This process's part of a minibatch of global sample indices ``idx`` (CPU; None: all ``n``) and the
+    fraction of the minibatch it is. Process ``rank`` keeps the samples i with i % world == rank, at
+    position i // world of its shard (:func:`hinn.train.fit` shards the objective so); the returned
+    indices are those positions."""
     rank, size = world()
     if size == 1:
         return idx, 1.0
-    full = torch.arange(n) if idx is None else idx
+    full = torch.arange(n) if idx is None else idx.cpu()
     if full.numel() < size:
         raise ValueError(f"a minibatch of {full.numel()} samples cannot be shared by {size} processes")
-    mine = full[rank::size]
+    mine = full[full % size == rank] // size
     return mine, mine.numel() / full.numel()
 
 

@@ -62,11 +62,12 @@ def run(
     progress: bool = True,
     figures: bool = True,
     device: DeviceLike = None,
+    cuda_graph: bool = False,
 ) -> Dict:
     """Train and evaluate on ``device`` (None: CUDA when available); returns the metrics (plus wall time,
-    backend and device)."""
+    backend and device). ``cuda_graph``: replay training steps from a CUDA graph (:func:`hinn.train.fit`)."""
     start = time.perf_counter()
-    result = train(cfg, run_dir, resume=resume, progress=progress, device=device)
+    result = train(cfg, run_dir, resume=resume, progress=progress, device=device, cuda_graph=cuda_graph)
     wall = time.perf_counter() - start
     if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes
         return {}

@@ -14,6 +14,7 @@ An objective holds its samples and computes the loss of a model on any subset of
 
 from __future__ import annotations
 
+import copy
 from typing import Dict, Optional, Protocol, Tuple, Union
 
 from torch import Tensor
@@ -27,12 +28,37 @@ class Objective(Protocol):
     """``n`` samples; ``loss(model, idx)`` the mean loss over the samples ``idx`` (None: all).
 
     An objective may also offer ``loss_and_grad(model, idx)``: (the loss, {parameter: gradient}) computed
-    without autograd, or None when it cannot for this model; :func:`hinn.train.fit` prefers it.
+    without autograd, or None when it cannot for this model; :func:`hinn.train.fit` prefers it. For
+    data-parallel training it needs ``take(idx)`` (the objective of those samples) and ``to(device)``:
+    every process keeps its own shard of the samples.
     """
 
     n: int
 
     def loss(self, model, idx: Index = None) -> Tensor: ...
+
+
+class _Samples:
+    """Sample subsets and device moves for an objective whose tensors all index samples along one
+    dimension (given by ``_sample_dims``)."""
+
+    _fields: Tuple[str, ...] = ()
+    _sample_dims: Tuple[int, ...] = ()
+
+    def _rebuild(self, fn) -> "_Samples":
+        new = copy.copy(self)
+        for name, dim in zip(self._fields, self._sample_dims, strict=True):
+            setattr(new, name, fn(getattr(self, name), dim))
+        new.n = int(getattr(new, self._fields[0]).shape[self._sample_dims[0]])
+        return new
+
+    def take(self, idx: Union[Tensor, slice]):
+        """The same objective over the samples ``idx`` only."""
+        return self._rebuild(lambda x, dim: _take(x, idx, dim))
+
+    def to(self, device):
+        """The same objective with its samples on ``device``."""
+        return self._rebuild(lambda x, dim: x.to(device))
 
 
 def trajectory_loss(
@@ -65,8 +91,10 @@ def _take(x: Tensor, idx: Index, dim: int = 0) -> Tensor:
     return x[idx] if dim == 0 else x[:, idx]
 
 
-class TrajectoryObjective:
+class TrajectoryObjective(_Samples):
     """HINN: K-step windows (t0 (M,), p0, q0 (M, d); targets P, Q (K, M, d)) observed every ``h``."""
+
+    _fields, _sample_dims = ("t0", "p0", "q0", "P", "Q"), (0, 0, 0, 1, 1)
 
     def __init__(self, t0, p0, q0, P_target, Q_target, h: float, scheme: "str | Scheme" = "symplectic_euler"):
         self.t0, self.p0, self.q0, self.P, self.Q = t0, p0, q0, P_target, Q_target
@@ -102,8 +130,10 @@ class TrajectoryObjective:
         return losses.sum(), grads
 
 
-class DerivativeObjective:
+class DerivativeObjective(_Samples):
     """HNN: states t (M,), p, q (M, d) with observed time derivatives ṗ, q̇ (M, d)."""
+
+    _fields, _sample_dims = ("t", "p", "q", "dp", "dq"), (0, 0, 0, 0, 0)
 
     def __init__(self, t, p, q, dp_dt, dq_dt):
         self.t, self.p, self.q, self.dp, self.dq = t, p, q, dp_dt, dq_dt

@@ -12,6 +12,7 @@ from a checkpoint continues exactly as if it had not stopped.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import math
 import os
@@ -37,13 +38,15 @@ PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept for 
 
 def _fused_or_default(cls):
     """torch.optim's fused single-kernel update where it applies (measured: 72 µs against 112 µs per Adam
-    step on the poster's θ, a third of a compiled training step; benchmarks/training.py), else the default."""
+    step on the poster's θ, a third of a compiled training step; benchmarks/training.py), else the default.
+    ``capturable``: an update that may be captured in a CUDA graph (its step count stays on the device)."""
 
-    def make(params, lr, wd):
+    def make(params, lr, wd, capturable=False):
+        extra = {"capturable": True} if capturable and "capturable" in inspect.signature(cls).parameters else {}
         try:
-            return cls(params, lr=lr, weight_decay=wd, fused=True)
+            return cls(params, lr=lr, weight_decay=wd, fused=True, **extra)
         except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused update
-            return cls(params, lr=lr, weight_decay=wd)
+            return cls(params, lr=lr, weight_decay=wd, **extra)
 
     return make
 
@@ -214,29 +217,90 @@ def _thread_cap(n: int):
             torch.set_num_threads(old)
 
 
-def _loss_and_grads(model, objective: Objective, params, idx, use_compiled: bool) -> float:
-    """Sets each parameter's ``.grad`` to the gradient of the minibatch ``idx``'s loss and returns the
-    loss: through the objective's compiled ``loss_and_grad`` when it has one for this model, else
-    autograd. Under torch.distributed, this process computes its share and one all-reduce sums the
-    shares, weighted by their fractions of the batch."""
-    local, frac = distributed.share(idx, objective.n)
-    compiled = objective.loss_and_grad(model, local) if use_compiled else None
-    if compiled is not None and not all(prm in compiled[1] for prm in params):
-        compiled = None  # the model has parameters its compiled loss does not see
-    if compiled is None:
-        loss = objective.loss(model, local)
-        for prm in params:
-            prm.grad = None
-        (loss * frac if frac != 1.0 else loss).backward()
-        grads = [prm.grad if prm.grad is not None else torch.zeros_like(prm) for prm in params]
+def _loss_and_grads(model, objective: Objective, params, idx, frac: float, use_compiled: bool):
+    """Sets each parameter's ``.grad`` to the gradient of the minibatch's loss and returns the loss (a
+    one-element tensor, left on its device: reading it would wait for the device) and whether the
+    objective's compiled ``loss_and_grad`` computed it (else autograd). ``idx``: this process's samples
+    of the minibatch (None: all), ``frac``: the fraction of the minibatch they are; under
+    torch.distributed one all-reduce sums the processes' shares, each weighted by its fraction."""
+    compiled = None
+    if frac == 0.0:  # none of this minibatch's samples live in this process's shard
+        loss, grads = params[0].new_zeros(1), [torch.zeros_like(prm) for prm in params]
     else:
-        loss, by_param = compiled
-        grads = [by_param[prm] * frac if frac != 1.0 else by_param[prm] for prm in params]
-    loss = loss.detach().reshape(1) * frac
+        compiled = objective.loss_and_grad(model, idx) if use_compiled else None
+        if compiled is not None and not all(prm in compiled[1] for prm in params):
+            compiled = None  # the model has parameters its compiled loss does not see
+        if compiled is None:
+            loss = objective.loss(model, idx)
+            for prm in params:
+                prm.grad = None
+            (loss * frac if frac != 1.0 else loss).backward()
+            grads = [prm.grad if prm.grad is not None else torch.zeros_like(prm) for prm in params]
+        else:
+            loss, by_param = compiled
+            grads = [by_param[prm] * frac if frac != 1.0 else by_param[prm] for prm in params]
+        loss = loss.detach().reshape(1) * frac
     loss, *grads = distributed.all_reduce_sum([loss, *grads])
     for prm, g in zip(params, grads):
         prm.grad = g
-    return loss.item()
+    return loss, compiled is not None
+
+
+def _epoch_batches(gen: torch.Generator, M: int, bs: int, n_batches: int, fresh: bool, device) -> List:
+    """An epoch's minibatches as (this process's sample indices or None for all, batch size, fraction).
+    Drawn on the CPU (the generator's stream does not depend on the device or the process count) and
+    moved to ``device`` in one copy. ``fresh``: every batch from its own permutation."""
+    if bs >= M:
+        batches = [None] * n_batches
+    elif fresh:
+        batches = [torch.randperm(M, generator=gen)[:bs] for _ in range(n_batches)]
+    else:
+        batches = list(torch.randperm(M, generator=gen).split(bs))
+    shares = [distributed.share(b, M) for b in batches]
+    local = [i for i, _ in shares if i is not None]
+    if local:
+        moved = iter(torch.cat(local).to(device).split([i.numel() for i in local]))
+        shares = [(next(moved) if i is not None else None, f) for i, f in shares]
+    return [(i, M if b is None else b.numel(), f) for (i, f), b in zip(shares, batches, strict=True)]
+
+
+def _local(objective: Objective, device) -> Objective:
+    """This process's shard of an objective's samples (every world-th from its rank; all in a single
+    process), moved to ``device`` where the objective can move."""
+    rank, size = distributed.world()
+    if size > 1:
+        if not hasattr(objective, "take"):
+            raise TypeError(
+                f"data-parallel training needs an objective with take(idx); {type(objective).__name__} has none"
+            )
+        objective = objective.take(slice(rank, None, size))
+    return objective.to(device) if hasattr(objective, "to") else objective
+
+
+class _GraphedStep:
+    """A training step (minibatch gather, compiled loss and gradient, optimizer update) recorded once in a
+    CUDA graph and replayed for every later minibatch of the same size: no Python, allocation or launch
+    overhead per step. The first step runs eagerly on a side stream (it initialises the optimizer state
+    and the allocator's pools, as capture requires); the capture records the second."""
+
+    def __init__(self, step, idx: torch.Tensor):
+        self.step, self.graph = step, None
+        self.idx = idx.clone()
+
+    def __call__(self, idx: torch.Tensor) -> torch.Tensor:
+        self.idx.copy_(idx)
+        if self.graph is None:
+            side = torch.cuda.Stream(self.idx.device)
+            side.wait_stream(torch.cuda.current_stream(self.idx.device))
+            with torch.cuda.stream(side):
+                loss = self.step(self.idx).clone()
+            torch.cuda.current_stream(self.idx.device).wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.loss = self.step(self.idx)
+            return loss
+        self.graph.replay()
+        return self.loss.clone()
 
 
 def fit(
@@ -259,6 +323,7 @@ def fit(
     progress: bool = True,
     desc: str = "train",
     compiled_loss: bool = True,
+    cuda_graph: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``objective``: the one training loop of hinn.
 
@@ -279,16 +344,27 @@ def fit(
         compiled_loss: use the objective's ``loss_and_grad`` when it offers one for this model (the
             fused backend: forward, loss and backward in one compiled call); False: always autograd.
             Both give the same parameters to rounding.
+        cuda_graph: replay full-size minibatch steps from a CUDA graph (model on CUDA, compiled loss, one
+            process); the same parameters as without, less per-step overhead for small minibatches.
+
+    Nothing in the loop waits for the device: the loss is read once per epoch (and checked then).
 
     Raises:
-        TrainingDiverged: the loss became NaN or infinite (the last good checkpoint is kept).
+        TrainingDiverged: the epoch's loss was NaN or infinite. The model is left with its best weights so
+            far and the last good checkpoint is kept.
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
     params = [prm for prm in model.parameters() if prm.requires_grad]
     use_compiled = compiled_loss and hasattr(objective, "loss_and_grad")
-    opt = OPTIMIZERS[optimizer](params, lr, weight_decay)
-    M = objective.n
+    device = params[0].device if params else torch.device("cpu")
+    if cuda_graph and (device.type != "cuda" or not use_compiled or distributed.world()[1] > 1):
+        raise ValueError("cuda_graph needs the model on a CUDA device, compiled_loss=True and a single process")
+    opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)
+    M, n_val = objective.n, validation.n if validation is not None else 0
+    # this process's samples, on the model's device (all of them in a single process)
+    objective = _local(objective, device)
+    validation = _local(validation, device) if validation is not None else None
     bs = M if batch_size is None else min(batch_size, M)
     gen = torch.Generator().manual_seed(seed)
     history: List[Dict] = []
@@ -325,36 +401,46 @@ def fit(
     show = progress and distributed.is_main()
     bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if show else True, initial=start_epoch,
                total=epochs, dynamic_ncols=True)  # fmt: skip
+
+    def eager_step(idx, frac=1.0):
+        loss, used_compiled = _loss_and_grads(model, objective, params, idx, frac, use_compiled)
+        if cuda_graph and not used_compiled:
+            raise ValueError("cuda_graph needs a compiled loss for this model and scheme (the fused backend)")
+        opt.step()
+        return loss
+
+    graphed = None
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
-            total = 0.0
-            for b in range(n_batches):
-                if bs < M:
-                    if batches_per_epoch is not None or b == 0:
-                        perm = torch.randperm(M, generator=gen)
-                    k = 0 if batches_per_epoch is not None else b
-                    idx = perm[k * bs : (k + 1) * bs]
+            total = torch.zeros(1, dtype=torch.float64, device=device)
+            batches = _epoch_batches(gen, M, bs, n_batches, batches_per_epoch is not None, device)
+            for idx, n_b, frac in batches:
+                if cuda_graph and n_b == bs:
+                    graphed = graphed or _GraphedStep(eager_step, torch.arange(M, device=device)[:bs])
+                    loss = graphed(idx if idx is not None else torch.arange(M, device=device))
                 else:
-                    idx = None
-                value = _loss_and_grads(model, objective, params, idx, use_compiled)
-                if not math.isfinite(value):
-                    where = (
-                        f"; the last good checkpoint is {checkpoint}"
-                        if checkpoint and os.path.exists(checkpoint)
-                        else ""
-                    )
-                    raise TrainingDiverged(
-                        f"the training loss became {value} at epoch {epoch + 1}{where}. "
-                        "Lower the learning rate or the time step."
-                    )
-                opt.step()
-                n_b = idx.numel() if idx is not None else M
-                total += value * (n_b / M if batches_per_epoch is None else 1 / n_batches)
+                    loss = eager_step(idx, frac)
+                total += loss * (n_b / M if batches_per_epoch is None else 1 / n_batches)
+            total = float(total)  # the epoch's one wait for the device
+            if not math.isfinite(total):
+                if best[2] > 0:
+                    with torch.no_grad():
+                        torch.nn.utils.vector_to_parameters(best[1], params)
+                where = (
+                    f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+                )
+                raise TrainingDiverged(
+                    f"the training loss became {total} at epoch {epoch + 1}{where}. "
+                    "Lower the learning rate or the time step."
+                )
             entry = {"epoch": epoch + 1, "train_loss": total}
             if validation is not None:
                 with torch.no_grad():
-                    vidx, frac = distributed.share(None, validation.n)
-                    (v,) = distributed.all_reduce_sum([validation.loss(model, vidx).detach().reshape(1) * frac])
+                    frac = validation.n / n_val  # this process's shard of the validation samples
+                    local = (
+                        validation.loss(model).detach().reshape(1) * frac if validation.n else params[0].new_zeros(1)
+                    )
+                    (v,) = distributed.all_reduce_sum([local])
                     v = float(v)
                 entry["val_loss"] = v
                 if v < best[0]:
@@ -384,6 +470,7 @@ def train(
     progress: bool = True,
     data: Optional[Dataset] = None,
     device: DeviceLike = None,
+    cuda_graph: bool = False,
 ) -> TrainResult:
     """Train a HamiltonianNet with the HINN trajectory objective on ``cfg``'s data.
 
@@ -395,13 +482,15 @@ def train(
         data: a data set to use instead of the one ``cfg`` describes.
         device: where the network, the data and the training run (None: CUDA when available, else CPU).
             Not part of the configuration: a run resumes, and its checkpoint loads, on any device.
+        cuda_graph: replay training steps from a CUDA graph (see :func:`fit`).
 
     The final weights are those with the lowest validation loss.
     """
     dev = resolve_device(device)
     data = data if data is not None else make_dataset(cfg)
     net = make_net(cfg, data.train.P.shape[2]).to(dev)
-    kw = dict(dtype=DTYPES[cfg.dtype], device=dev)
+    # the samples stay on the CPU here: fit moves this process's shard of them to the device
+    kw = dict(dtype=DTYPES[cfg.dtype])
     h = data.train.h
     train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, cfg.scheme)
     val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), **kw), h, cfg.scheme)
@@ -427,6 +516,7 @@ def train(
         resume=resume,
         progress=progress,
         desc=f"train {data.system}",
+        cuda_graph=cuda_graph,
     )
     return TrainResult(net, data, res.history, res.stopped_early)
 
