@@ -1,4 +1,4 @@
-"""The double pendulum (non-separable H) learned through an explicit and two implicit symplectic schemes.
+"""The double pendulum (non-separable H) learned through an explicit, two implicit and Tao's symplectic schemes.
 
     python benchmarks/double_pendulum.py [--epochs 300] [--out runs/double-pendulum]
 
@@ -27,7 +27,7 @@ from hinn.experiments import evaluate_run  # noqa: E402
 from hinn.systems import get_system  # noqa: E402
 from hinn.train import TrainConfig, make_dataset, train  # noqa: E402
 
-SCHEMES = ["leapfrog", "implicit_midpoint", "implicit_leapfrog"]
+SCHEMES = ["leapfrog", "implicit_midpoint", "implicit_leapfrog", "tao"]
 
 
 def main(argv=None) -> None:

@@ -53,6 +53,18 @@ class Scheme:
         """(p', q') after one step of size h from (t, p, q); ``grad(t, p, q) -> (∂pH, ∂qH)``."""
         raise NotImplementedError
 
+    def integrate(self, grad: GradFn, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool):
+        """``steps`` steps from (t (N,), p, q): the final (p, q), or the trajectories (steps+1, N, d) with
+        ``trajectory``. A scheme that carries more than (p, q) from step to step (Tao's copies) overrides
+        this; the others inherit it."""
+        P, Q = [p], [q]
+        for k in range(steps):
+            p, q = self.step(grad, t + k * h, p, q, h)
+            if trajectory:
+                P.append(p)
+                Q.append(q)
+        return (torch.stack(P), torch.stack(Q)) if trajectory else (p, q)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -164,13 +176,7 @@ def _integrate(model, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, sch
         if out is not None:
             return out
     grad = validated_grad(model)  # the entry points validated the inputs once
-    P, Q = [p], [q]
-    for k in range(steps):
-        p, q = sch.step(grad, t + k * h, p, q, h)
-        if trajectory:
-            P.append(p)
-            Q.append(q)
-    return (torch.stack(P), torch.stack(Q)) if trajectory else (p, q)
+    return sch.integrate(grad, t, p, q, h, steps, trajectory)
 
 
 def step(
