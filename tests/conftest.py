@@ -76,3 +76,53 @@ def cpu_isa(request):
     core.set_cpu_isa(request.param)
     yield request.param
     core.set_cpu_isa(old)
+
+
+class ToyHamiltonian:
+    """H = ½ (q² + 1)(p² + 1): non-separable (Tao 2016's test case); a plain user-written model."""
+
+    dim = 1
+
+    def grad(self, t, p, q):
+        return p * (q**2 + 1), q * (p**2 + 1)
+
+
+def measured_orders(model, p0, q0, T, reference, scheme, hs=(0.1, 0.05, 0.025)):
+    """log2 of the ratios of the errors at time T (against ``reference`` = (p, q)) for halved steps."""
+    import numpy as np
+
+    errs = []
+    for h in hs:
+        P, Q = hinn.rollout(model, 0.0, p0, q0, h, round(T / h), scheme)
+        errs.append(float((P[-1].detach() - reference[0]).abs().max() + (Q[-1].detach() - reference[1]).abs().max()))
+    return [np.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
+
+
+def assert_backends_agree(scheme, tol=1e-10):
+    """A short rollout through ``scheme`` and its gradients with respect to p0 and θ are the same on
+    hessquik and every other backend."""
+    outs = []
+    for backend in ("hessquik",) + BACKENDS:
+        net = random_net(1, 3, 4, True, "tanh", 6)
+        net.backend = backend
+        t, p, q = random_state(9, 1, 7)
+        p = p.clone().requires_grad_()
+        P, Q = hinn.rollout(net, t, p, q, 0.1, 3, scheme)
+        g = torch.autograd.grad((P**2).sum() + Q.sum(), [p, net.theta])
+        outs.append((P, Q) + g)
+    for other in outs[1:]:
+        for a, b in zip(other, outs[0]):
+            assert rel_err(a, b) < tol
+
+
+def assert_matches_finite_differences(loss_fn, args, grads, eps=1e-5, rtol=1e-7):
+    """Central finite differences of ``loss_fn(*args)`` along a random direction of every argument
+    against the directional derivatives from ``grads``."""
+    g = torch.Generator().manual_seed(0)
+    for i, x in enumerate(args):
+        v = torch.randn(x.shape, generator=g, dtype=x.dtype)
+        with torch.no_grad():
+            plus = [a.detach() + (eps * v if j == i else 0) for j, a in enumerate(args)]
+            minus = [a.detach() - (eps * v if j == i else 0) for j, a in enumerate(args)]
+            fd = float((loss_fn(*plus) - loss_fn(*minus)) / (2 * eps))
+        assert abs(fd - float((grads[i] * v).sum())) < rtol * max(1.0, abs(fd))

@@ -5,29 +5,20 @@ non-convergence, and the same numbers on every backend."""
 import numpy as np
 import pytest
 import torch
-from conftest import BACKENDS, random_net, random_state, rel_err
+from conftest import (
+    ToyHamiltonian,
+    assert_backends_agree,
+    assert_matches_finite_differences,
+    measured_orders,
+    random_net,
+    random_state,
+    rel_err,
+)
 
 import hinn
 from hinn.implicit import SolverError
 
 IMPLICIT = ["implicit_midpoint", "implicit_leapfrog"]
-
-
-class Toy:
-    """H = ½ (q² + 1)(p² + 1): non-separable."""
-
-    dim = 1
-
-    def grad(self, t, p, q):
-        return p * (q**2 + 1), q * (p**2 + 1)
-
-
-def _orders(model, p0, q0, T, reference, scheme, hs=(0.1, 0.05, 0.025)):
-    errs = []
-    for h in hs:
-        P, Q = hinn.rollout(model, 0.0, p0, q0, h, round(T / h), scheme)
-        errs.append(float((P[-1].detach() - reference[0]).abs().max() + (Q[-1].detach() - reference[1]).abs().max()))
-    return [np.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
 
 
 @pytest.mark.parametrize("scheme", IMPLICIT)
@@ -36,7 +27,7 @@ def test_second_order_on_the_toy_hamiltonian(scheme):
     q0 = torch.tensor([[0.3], [0.7]], dtype=torch.float64)
     P, Q = hinn.systems.get_system("toy-nonseparable").trajectories(np.array([0.0, 2.0]), p0.numpy(), q0.numpy())
     ref = (torch.from_numpy(P[:, -1]), torch.from_numpy(Q[:, -1]))
-    assert all(1.9 < o < 2.1 for o in _orders(Toy(), p0, q0, 2.0, ref, scheme))
+    assert all(1.9 < o < 2.1 for o in measured_orders(ToyHamiltonian(), p0, q0, 2.0, ref, scheme))
 
 
 @pytest.mark.parametrize("scheme", IMPLICIT)
@@ -46,7 +37,7 @@ def test_second_order_on_a_random_time_dependent_network(scheme):
     _, p0, q0 = random_state(3, 2, 4)
     with torch.no_grad():
         ref = hinn.rollout(net, 0.0, p0, q0, 0.1 / 64, 64 * 10, "rk4")
-    orders = _orders(net, p0, q0, 1.0, (ref[0][-1], ref[1][-1]), scheme)
+    orders = measured_orders(net, p0, q0, 1.0, (ref[0][-1], ref[1][-1]), scheme)
     assert all(1.85 < o < 2.15 for o in orders), orders
 
 
@@ -62,7 +53,7 @@ def _step_jacobian(model, scheme, t, z, d, h=0.2):
 @pytest.mark.parametrize("which", ["toy", "network"])
 def test_one_step_is_symplectic(scheme, which):
     if which == "toy":
-        model, d, z = Toy(), 1, torch.tensor([0.6, -0.4], dtype=torch.float64)
+        model, d, z = ToyHamiltonian(), 1, torch.tensor([0.6, -0.4], dtype=torch.float64)
     else:
         model, d = random_net(2, 5, 2, True, "softplus", 1), 2
         z = torch.tensor([0.3, -0.5, 0.8, 0.1], dtype=torch.float64)
@@ -81,7 +72,7 @@ def test_long_time_energy_is_bounded_on_the_toy_hamiltonian():
     q0 = torch.tensor([[0.3]], dtype=torch.float64)
     drift = {}
     for scheme in IMPLICIT + ["leapfrog"]:
-        P, Q = hinn.rollout(Toy(), 0.0, p0, q0, 0.05, 2000, scheme)  # T = 100
+        P, Q = hinn.rollout(ToyHamiltonian(), 0.0, p0, q0, 0.05, 2000, scheme)  # T = 100
         H = 0.5 * (Q**2 + 1) * (P**2 + 1)
         drift[scheme] = float((H - H[0]).abs().max())
     for scheme in IMPLICIT:
@@ -122,38 +113,19 @@ def test_gradients_exact_against_unrolled_iterations_and_finite_differences():
     for a, b in zip(g_impl, g_unr):
         assert rel_err(a, b) < 1e-9
     # central finite differences along a random direction of every argument
-    g = torch.Generator().manual_seed(0)
-    for i, x in enumerate(args):
-        v = torch.randn(x.shape, generator=g, dtype=x.dtype)
-        eps = 1e-5
-        with torch.no_grad():
-            plus = [a.detach() + (eps * v if j == i else 0) for j, a in enumerate(args)]
-            minus = [a.detach() - (eps * v if j == i else 0) for j, a in enumerate(args)]
-            fd = (loss_fn(implicit, *plus) - loss_fn(implicit, *minus)) / (2 * eps)
-        assert abs(float(fd) - float((g_impl[i] * v).sum())) < 1e-7 * max(1.0, abs(float(fd)))
+    assert_matches_finite_differences(lambda *a: loss_fn(implicit, *a), args, g_impl)
 
 
 @pytest.mark.parametrize("scheme", IMPLICIT)
 def test_every_backend_gives_the_same_step(scheme):
-    outs = []
-    for backend in ("hessquik",) + BACKENDS:
-        net = random_net(1, 3, 4, True, "tanh", 6)
-        net.backend = backend
-        t, p, q = random_state(9, 1, 7)
-        p = p.clone().requires_grad_()
-        P, Q = hinn.rollout(net, t, p, q, 0.1, 3, scheme)
-        g = torch.autograd.grad((P**2).sum() + Q.sum(), [p, net.theta])
-        outs.append((P, Q) + g)
-    for other in outs[1:]:
-        for a, b in zip(other, outs[0]):
-            assert rel_err(a, b) < 1e-10
+    assert_backends_agree(scheme)
 
 
 def test_non_converging_solve_raises():
     p0 = torch.tensor([[2.0]], dtype=torch.float64)
     q0 = torch.tensor([[2.0]], dtype=torch.float64)
     with pytest.raises(SolverError, match="did not converge in 2 iterations"):
-        hinn.step(Toy(), 0.0, p0, q0, 5.0, hinn.ImplicitMidpoint(max_iter=2))
+        hinn.step(ToyHamiltonian(), 0.0, p0, q0, 5.0, hinn.ImplicitMidpoint(max_iter=2))
     with pytest.raises(ValueError, match="max_iter"):
         hinn.ImplicitLeapfrog(max_iter=0)
 

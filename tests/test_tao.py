@@ -4,27 +4,18 @@ symplecticity of the extended map, long-time energy, exact gradients, every back
 import numpy as np
 import pytest
 import torch
-from conftest import BACKENDS, random_net, random_state, rel_err
+from conftest import (
+    ToyHamiltonian,
+    assert_backends_agree,
+    assert_matches_finite_differences,
+    measured_orders,
+    random_net,
+    random_state,
+    rel_err,
+)
 
 import hinn
 from hinn.tao import Tao
-
-
-class Toy:
-    """H = ½ (q² + 1)(p² + 1): non-separable."""
-
-    dim = 1
-
-    def grad(self, t, p, q):
-        return p * (q**2 + 1), q * (p**2 + 1)
-
-
-def _orders(model, p0, q0, T, reference, scheme, hs=(0.1, 0.05, 0.025)):
-    errs = []
-    for h in hs:
-        P, Q = hinn.rollout(model, 0.0, p0, q0, h, round(T / h), scheme)
-        errs.append(float((P[-1].detach() - reference[0]).abs().max() + (Q[-1].detach() - reference[1]).abs().max()))
-    return [np.log2(errs[i] / errs[i + 1]) for i in range(len(errs) - 1)]
 
 
 @pytest.mark.parametrize("scheme, order", [("tao", 2), ("tao4", 4)])
@@ -33,7 +24,7 @@ def test_order_on_the_toy_hamiltonian(scheme, order):
     q0 = torch.tensor([[0.3], [0.7]], dtype=torch.float64)
     P, Q = hinn.systems.get_system("toy-nonseparable").trajectories(np.array([0.0, 2.0]), p0.numpy(), q0.numpy())
     ref = (torch.from_numpy(P[:, -1]), torch.from_numpy(Q[:, -1]))
-    orders = _orders(Toy(), p0, q0, 2.0, ref, scheme)
+    orders = measured_orders(ToyHamiltonian(), p0, q0, 2.0, ref, scheme)
     assert all(order - 0.1 < o < order + 0.15 for o in orders), orders
 
 
@@ -44,7 +35,7 @@ def test_order_on_a_random_time_dependent_network(scheme, order):
     _, p0, q0 = random_state(3, 2, 4)
     with torch.no_grad():
         ref = hinn.rollout(net, 0.0, p0, q0, 0.1 / 128, 128 * 10, "rk4")
-        orders = _orders(net, p0, q0, 1.0, (ref[0][-1], ref[1][-1]), scheme)
+        orders = measured_orders(net, p0, q0, 1.0, (ref[0][-1], ref[1][-1]), scheme)
     assert all(order - 0.15 < o < order + 0.15 for o in orders), orders
 
 
@@ -52,7 +43,7 @@ def test_order_on_a_random_time_dependent_network(scheme, order):
 @pytest.mark.parametrize("which", ["toy", "network"])
 def test_the_extended_map_is_symplectic(order, which):
     if which == "toy":
-        model, d = Toy(), 1
+        model, d = ToyHamiltonian(), 1
         grad = model.grad
     else:
         model, d = random_net(2, 5, 2, True, "softplus", 1), 2
@@ -80,7 +71,7 @@ def test_long_time_energy_is_bounded_on_the_toy_hamiltonian():
     q0 = torch.tensor([[0.3]], dtype=torch.float64)
     drift = {}
     for scheme in ("tao", "leapfrog"):
-        P, Q = hinn.rollout(Toy(), 0.0, p0, q0, 0.05, 40_000, scheme)
+        P, Q = hinn.rollout(ToyHamiltonian(), 0.0, p0, q0, 0.05, 40_000, scheme)
         H = 0.5 * (Q**2 + 1) * (P**2 + 1)
         drift[scheme] = float((H - H[0]).abs().max())
     assert drift["tao"] < 1e-3 and drift["tao"] < 1e-2 * drift["leapfrog"], drift
@@ -97,40 +88,20 @@ def test_gradients_against_finite_differences():
             return (P**2).sum() + torch.sin(Q).sum()
 
     args = [net.theta.detach().clone().requires_grad_(), p0.clone().requires_grad_(), q0.clone().requires_grad_()]
-    grads = torch.autograd.grad(loss_fn(*args), args)
-    g = torch.Generator().manual_seed(0)
-    for i, x in enumerate(args):
-        v = torch.randn(x.shape, generator=g, dtype=x.dtype)
-        eps = 1e-5
-        with torch.no_grad():
-            plus = [a.detach() + (eps * v if j == i else 0) for j, a in enumerate(args)]
-            minus = [a.detach() - (eps * v if j == i else 0) for j, a in enumerate(args)]
-            fd = (loss_fn(*plus) - loss_fn(*minus)) / (2 * eps)
-        assert abs(float(fd) - float((grads[i] * v).sum())) < 1e-7 * max(1.0, abs(float(fd)))
+    assert_matches_finite_differences(loss_fn, args, torch.autograd.grad(loss_fn(*args), args))
 
 
 @pytest.mark.parametrize("scheme", ["tao", "tao4"])
 def test_every_backend_gives_the_same_rollout(scheme):
-    outs = []
-    for backend in ("hessquik",) + BACKENDS:
-        net = random_net(1, 3, 4, True, "tanh", 6)
-        net.backend = backend
-        t, p, q = random_state(9, 1, 7)
-        p = p.clone().requires_grad_()
-        P, Q = hinn.rollout(net, t, p, q, 0.1, 3, scheme)
-        g = torch.autograd.grad((P**2).sum() + Q.sum(), [p, net.theta])
-        outs.append((P, Q) + g)
-    for other in outs[1:]:
-        for a, b in zip(other, outs[0]):
-            assert rel_err(a, b) < 1e-10
+    assert_backends_agree(scheme)
 
 
 def test_a_rollout_carries_the_copies_and_a_step_starts_from_fresh_ones():
     p0, q0 = torch.tensor([[0.5]], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64)
-    P, Q = hinn.rollout(Toy(), 0.0, p0, q0, 0.1, 2, "tao")
-    p1, q1 = hinn.step(Toy(), 0.0, p0, q0, 0.1, "tao")
+    P, Q = hinn.rollout(ToyHamiltonian(), 0.0, p0, q0, 0.1, 2, "tao")
+    p1, q1 = hinn.step(ToyHamiltonian(), 0.0, p0, q0, 0.1, "tao")
     assert rel_err(P[1], p1) < 1e-15 and rel_err(Q[1], q1) < 1e-15
-    p2, q2 = hinn.step(Toy(), 0.1, p1, q1, 0.1, "tao")  # copies reset to (q1, p1): not the rollout's step
+    p2, q2 = hinn.step(ToyHamiltonian(), 0.1, p1, q1, 0.1, "tao")  # copies reset to (q1, p1): not the rollout's step
     assert float((p2 - P[2]).abs().max() + (q2 - Q[2]).abs().max()) > 1e-12
 
 
@@ -141,7 +112,7 @@ def test_parameters_are_checked_and_a_strong_coupling_warns():
         Tao(omega=-1.0)
     p0, q0 = torch.tensor([[0.5]], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64)
     with pytest.warns(RuntimeWarning, match=r"h \* omega\^\(1/order\) = 3.16 > 1"):
-        hinn.step(Toy(), 0.0, p0, q0, 0.1, Tao(omega=1000.0))
+        hinn.step(ToyHamiltonian(), 0.0, p0, q0, 0.1, Tao(omega=1000.0))
 
 
 def test_cli_trains_with_tao(tmp_path):
