@@ -293,7 +293,8 @@ Plan plan(Op op, const NetDesc& nd, const CallArgs& a) {
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev), "cudaDeviceGetAttribute");
   const long np = nd.n_params();
   const bool bwd = is_backward(op);
-  const double per_thread = double(op_scratch(op, nd, a.scheme, a.steps)) * sizeof(S);
+  const long values = op_scratch(op, nd, a.scheme, a.steps);  // per thread
+  const double per_thread = double(values) * sizeof(S);
   const double per_block = kThreads * per_thread + (bwd ? kThreads / 32 * double(np) * sizeof(S) : 0);
   const long wanted = std::min<long>((std::max<long>(a.N, 1) + kThreads - 1) / kThreads, (long)sms * kBlocksPerSM);
   const long by_memory = std::max<long>((long)sms * kMinBlocksPerSM,
@@ -302,7 +303,7 @@ Plan plan(Op op, const NetDesc& nd, const CallArgs& a) {
   pl.blocks = std::max<long>(1, std::min(wanted, by_memory));
   const long nthreads = pl.blocks * kThreads;
   pl.rows = bwd ? nthreads / 32 : 0;
-  pl.scratch = (size_t(nthreads) * op_scratch(op, nd, a.scheme, a.steps) * sizeof(S) + 255) / 256 * 256;
+  pl.scratch = (size_t(nthreads) * values * sizeof(S) + 255) / 256 * 256;
   pl.partial = size_t(pl.rows) * np * sizeof(S);
   return pl;
 }
@@ -310,9 +311,7 @@ Plan plan(Op op, const NetDesc& nd, const CallArgs& a) {
 template <class S>
 void launch(Op op, const NetDesc& nd, const CallArgs& a) {
   cudaStream_t stream = reinterpret_cast<cudaStream_t>(a.stream);
-  const Plan pl = plan<S>(op, nd, a);
-  if (a.n_work < (long)pl.bytes())  // validate() checked it; the grid must not have changed in between
-    throw std::runtime_error("hinn CUDA: the workspace is smaller than this call's plan");
+  const Plan pl = plan<S>(op, nd, a);  // validate() has checked the workspace against this same plan
   const long np = nd.n_params();
   const size_t smem = np * sizeof(S);
   const bool sh = smem <= 48 * 1024;

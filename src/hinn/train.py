@@ -283,13 +283,12 @@ class _GraphedStep:
     overhead per step. The first step runs eagerly on a side stream (it initialises the optimizer state
     and the allocator's pools, as capture requires); the capture records the second."""
 
-    def __init__(self, step, idx: torch.Tensor):
-        self.step, self.graph = step, None
-        self.idx = idx.clone()
+    def __init__(self, step):
+        self.step, self.graph, self.idx = step, None, None
 
     def __call__(self, idx: torch.Tensor) -> torch.Tensor:
-        self.idx.copy_(idx)
         if self.graph is None:
+            self.idx = idx.clone()  # the captured step reads its minibatch from here
             side = torch.cuda.Stream(self.idx.device)
             side.wait_stream(torch.cuda.current_stream(self.idx.device))
             with torch.cuda.stream(side):
@@ -299,6 +298,7 @@ class _GraphedStep:
             with torch.cuda.graph(self.graph):
                 self.loss = self.step(self.idx)
             return loss
+        self.idx.copy_(idx)
         self.graph.replay()
         return self.loss.clone()
 
@@ -409,15 +409,15 @@ def fit(
         opt.step()
         return loss
 
-    graphed = None
+    graphed = _GraphedStep(eager_step) if cuda_graph else None
+    every = torch.arange(M, device=device) if cuda_graph else None  # a full batch as indices, for the graph
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
             total = torch.zeros(1, dtype=torch.float64, device=device)
             batches = _epoch_batches(gen, M, bs, n_batches, batches_per_epoch is not None, device)
             for idx, n_b, frac in batches:
-                if cuda_graph and n_b == bs:
-                    graphed = graphed or _GraphedStep(eager_step, torch.arange(M, device=device)[:bs])
-                    loss = graphed(idx if idx is not None else torch.arange(M, device=device))
+                if graphed is not None and n_b == bs:
+                    loss = graphed(every if idx is None else idx)
                 else:
                     loss = eager_step(idx, frac)
                 total += loss * (n_b / M if batches_per_epoch is None else 1 / n_batches)
