@@ -44,6 +44,7 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
   else if (k == "h") a.h = v.cast<double>();
   else if (k == "steps") a.steps = v.cast<long>();
   else if (k == "scale") a.scale = v.cast<double>();
+  else if (k == "omega") a.omega = v.cast<double>();
   else if (k == "trajectory") a.trajectory = v.cast<bool>();
   else if (k == "cuda") a.cuda = v.cast<bool>();
   else if (k == "stream") a.stream = v.cast<std::uintptr_t>();
@@ -130,6 +131,8 @@ PYBIND11_MODULE(_core, m) {
   for (int i = 0; i < hinn::kNumSchemes; ++i) schemes[hinn::kSchemeNames[i]] = i;
   for (int i = 0; i < hinn::kNumActivations; ++i) acts[hinn::kActivationNames[i]] = i;
   m.attr("SCHEMES") = schemes;
+  m.def("state_dim", [](int scheme, int d) { return hinn::state_dim(scheme, d); },
+        "Width of the state a scheme carries (Tao's copies double d): the width of its rollouts' output.");
   m.attr("ACTIVATIONS") = acts;
   m.attr("DTYPES") = py::dict(py::arg("float32") = static_cast<int>(hinn::kFloat32),
                               py::arg("float64") = static_cast<int>(hinn::kFloat64));

@@ -204,30 +204,32 @@ struct Kernels {
                   });
   }
 
-  // (t, p, q) -> (p', q'); with steps > 1 writes the whole trajectory, (steps+1, N, d).
+  // (t, p, q) -> (p', q'); with steps > 1 writes the whole trajectory, (steps+1, N, ds), in the scheme's
+  // state (ds = state_dim).
   static void rollout_fwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
-    const int d = nd.d;
-    const long Nd = a.N * d;
+    const int d = nd.d, ds = state_dim(a.scheme, d);
+    const long Nds = a.N * ds;
     const bool traj = a.trajectory;
     run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::RolloutFwd, nd, a), nullptr,
                   [&](long n0, int cnt, P sc, AccLanes<V>&) {
                     P p = sc;
-                    P q = p + d;
-                    Stepper<W, V, S, P> stp(nd, th, q + d);
+                    P q = p + ds;
+                    Stepper<W, V, S, P> stp(nd, th, q + ds, S(a.omega));
                     V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(p, (const S*)a.p, n0, cnt, d, false);
                     gather(q, (const S*)a.q, n0, cnt, d, false);
+                    lift_state(a.scheme, d, p, q);
                     if (traj) {
-                      scatter((S*)a.out1, p, n0, cnt, d);
-                      scatter((S*)a.out2, q, n0, cnt, d);
+                      scatter((S*)a.out1, p, n0, cnt, ds);
+                      scatter((S*)a.out2, q, n0, cnt, ds);
                     }
                     for (long k = 0; k < a.steps; ++k) {
                       stp.forward(a.scheme, t + S(k) * S(a.h), S(a.h), p, q);
-                      const long off = traj ? (k + 1) * Nd : 0;
+                      const long off = traj ? (k + 1) * Nds : 0;
                       if (traj || k == a.steps - 1) {
-                        scatter((S*)a.out1 + off, p, n0, cnt, d);
-                        scatter((S*)a.out2 + off, q, n0, cnt, d);
+                        scatter((S*)a.out1 + off, p, n0, cnt, ds);
+                        scatter((S*)a.out2 + off, q, n0, cnt, ds);
                       }
                     }
                   });
@@ -237,32 +239,39 @@ struct Kernels {
   // stored input state. Cotangents of every stored state (trajectory) or of the output (single step).
   static void rollout_bwd(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
-    const int d = nd.d;
-    const long Nd = a.N * d;
+    const int d = nd.d, ds = state_dim(a.scheme, d);
+    const long Nds = a.N * ds;
     const bool traj = a.trajectory;
     run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::RolloutBwd, nd, a), (S*)a.thb,
                   [&](long n0, int cnt, P sc, AccLanes<V>& acc) {
                     P p = sc;
-                    P q = p + d;
-                    P pb = q + d;
-                    P qb = pb + d;
-                    P tmp = qb + d;
-                    Stepper<W, V, S, P> stp(nd, th, tmp + d);
+                    P q = p + ds;
+                    P pb = q + ds;
+                    P qb = pb + ds;
+                    P tmp = qb + ds;
+                    Stepper<W, V, S, P> stp(nd, th, tmp + ds, S(a.omega));
                     const V t = time_lanes<V>((const S*)a.t, n0, cnt);
-                    const long last = traj ? a.steps * Nd : 0;
-                    gather(pb, (const S*)a.in_b1 + last, n0, cnt, d, true);
-                    gather(qb, (const S*)a.in_b2 + last, n0, cnt, d, true);
+                    const long last = traj ? a.steps * Nds : 0;
+                    gather(pb, (const S*)a.in_b1 + last, n0, cnt, ds, true);
+                    gather(qb, (const S*)a.in_b2 + last, n0, cnt, ds, true);
                     for (long k = a.steps - 1; k >= 0; --k) {
-                      gather(p, (const S*)a.p + (traj ? k * Nd : 0), n0, cnt, d, false);
-                      gather(q, (const S*)a.q + (traj ? k * Nd : 0), n0, cnt, d, false);
+                      if (traj) {
+                        gather(p, (const S*)a.p + k * Nds, n0, cnt, ds, false);
+                        gather(q, (const S*)a.q + k * Nds, n0, cnt, ds, false);
+                      } else {
+                        gather(p, (const S*)a.p, n0, cnt, d, false);
+                        gather(q, (const S*)a.q, n0, cnt, d, false);
+                        lift_state(a.scheme, d, p, q);
+                      }
                       stp.backward(a.scheme, t + S(k) * S(a.h), S(a.h), p, q, pb, qb, acc);
                       if (traj) {
-                        gather(tmp, (const S*)a.in_b1 + k * Nd, n0, cnt, d, true);
-                        for (int j = 0; j < d; ++j) pb[j] += tmp[j];
-                        gather(tmp, (const S*)a.in_b2 + k * Nd, n0, cnt, d, true);
-                        for (int j = 0; j < d; ++j) qb[j] += tmp[j];
+                        gather(tmp, (const S*)a.in_b1 + k * Nds, n0, cnt, ds, true);
+                        for (int j = 0; j < ds; ++j) pb[j] += tmp[j];
+                        gather(tmp, (const S*)a.in_b2 + k * Nds, n0, cnt, ds, true);
+                        for (int j = 0; j < ds; ++j) qb[j] += tmp[j];
                       }
                     }
+                    fold_cotangent(a.scheme, d, pb, qb);
                     scatter((S*)a.out1, pb, n0, cnt, d);
                     scatter((S*)a.out2, qb, n0, cnt, d);
                   });
@@ -272,17 +281,17 @@ struct Kernels {
   // window_loss); no trajectory goes to memory.
   static void loss_grad(const NetDesc& nd, const CallArgs& a) {
     const S* th = (const S*)a.theta;
-    const int d = nd.d;
+    const int d = nd.d, ds = state_dim(a.scheme, d);
     const long K = a.steps, Nd = a.N * d;
     run_blocks<V>(nd, a.N, a.nthreads, scratch(Op::LossGrad, nd, a), (S*)a.thb,
                   [&](long n0, int cnt, P sc, AccLanes<V>& acc) {
                     P pb = sc;
-                    P qb = pb + d;
-                    P TP = qb + d;
-                    P TQ = TP + (K + 1) * d;
-                    P GP = TQ + (K + 1) * d;
+                    P qb = pb + ds;
+                    P TP = qb + ds;
+                    P TQ = TP + (K + 1) * ds;
+                    P GP = TQ + (K + 1) * ds;
                     P GQ = GP + K * d;
-                    Stepper<W, V, S, P> stp(nd, th, GQ + K * d);
+                    Stepper<W, V, S, P> stp(nd, th, GQ + K * d, S(a.omega));
                     const V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(TP, (const S*)a.p, n0, cnt, d, false);
                     gather(TQ, (const S*)a.q, n0, cnt, d, false);

@@ -15,9 +15,11 @@ enum class Op : int { GradFwd, GradBwd, RolloutFwd, RolloutBwd, LossGrad, HamFwd
 //   HamFwd:     (t, p, q) -> out0 = H (N): the primal pass alone
 //   GradFwd:    (t, p, q) -> out0 = H (N), out1 = ∂pH (N,d), out2 = ∂qH (N,d)
 //   GradBwd:    + in_b0 = H̄, in_b1 = ∂pH̄, in_b2 = ∂qH̄ -> out0 = t̄, out1 = p̄, out2 = q̄, thb = θ̄
-//   RolloutFwd: (t, p, q), steps -> out1, out2: final state, or the trajectory (steps+1, N, d)
-//   RolloutBwd: p, q: the stored inputs (trajectory, or the single step's input); in_b1, in_b2: cotangents
-//               of the trajectory (or of the step's output) -> out1 = p̄_0, out2 = q̄_0, thb = θ̄
+//   RolloutFwd: (t, p, q), steps -> out1, out2: final state, or the trajectory (steps+1, N, ds), in the
+//               scheme's state (ds = state_dim(scheme, d): Tao's copies follow the observed part)
+//   RolloutBwd: p, q: the stored inputs (the trajectory (steps+1, N, ds), or the single step's input
+//               (N, d)); in_b1, in_b2: cotangents of the trajectory (or of the step's output (N, ds))
+//               -> out1 = p̄_0, out2 = q̄_0 (N, d), thb = θ̄
 //   LossGrad:   windows (t, p, q) = (t0, p0, q0), targets in_b1 = P, in_b2 = Q (steps, N, d), scale ->
 //               out0 = each window's loss scale·Σ_k |error|², out1 = p̄_0, out2 = q̄_0, thb = θ̄ of the sum
 struct CallArgs {
@@ -28,6 +30,7 @@ struct CallArgs {
   double h = 0;
   long steps = 1;
   double scale = 1;  // LossGrad: the loss is scale times the summed squared error
+  double omega = 0;  // Tao's coupling
   bool trajectory = false;
   std::uintptr_t theta = 0, t = 0, p = 0, q = 0;
   std::uintptr_t in_b0 = 0, in_b1 = 0, in_b2 = 0;
@@ -44,15 +47,15 @@ struct CallArgs {
 // Scratch of one lane value (one sample on CUDA, one block of samples on the CPU) for an operation, in
 // lane values; the drivers lay it out in this order.
 inline long op_scratch(Op op, const NetDesc& nd, int scheme, long steps) {
-  const long n = nd.n_in(), d = nd.d;
+  const long n = nd.n_in(), ds = state_dim(scheme, nd.d);
   switch (op) {
     case Op::HamFwd: return n + primal_size(nd);                                   // x | primal
     case Op::GradFwd: return 2 * n + primal_size(nd) + work_size(nd);              // x g | primal | work
     case Op::GradBwd: return 3 * n + primal_size(nd) + work_size(nd);              // x v x̄ | primal | work
-    case Op::RolloutFwd: return 2 * d + step_scratch(nd, 1);                       // p q | step
-    case Op::RolloutBwd: return 5 * d + step_scratch(nd, scheme_stages(scheme));   // p q p̄ q̄ tmp | step
+    case Op::RolloutFwd: return 2 * ds + step_scratch(nd, 1);                      // p q | step
+    case Op::RolloutBwd: return 5 * ds + step_scratch(nd, scheme_stages(scheme));  // p q p̄ q̄ tmp | step
     case Op::LossGrad:  // p̄ q̄ | window | step
-      return 2 * d + window_scratch(nd, steps) + step_scratch(nd, scheme_stages(scheme));
+      return 2 * ds + window_scratch(nd, scheme, steps) + step_scratch(nd, scheme_stages(scheme));
   }
   return 0;
 }

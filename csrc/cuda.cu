@@ -139,27 +139,29 @@ __global__ void k_rollout_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch) {
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
   const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
-  const int d = nd.d;
-  const long Nd = a.N * d;
+  const int d = nd.d, ds = state_dim(a.scheme, d);
+  const long Nds = a.N * ds;
   for (long s = tid; s < a.N; s += nthreads) {
-    const Strided<S> p = sc, q = p + d;
-    Stepper<0, S, S, Strided<S>> stp(nd, th, q + d);
+    const Strided<S> p = sc, q = p + ds;
+    Stepper<0, S, S, Strided<S>> stp(nd, th, q + ds, S(a.omega));
     const S t = ((const S*)a.t)[s];
     for (int j = 0; j < d; ++j) {
       p[j] = ((const S*)a.p)[s * d + j];
       q[j] = ((const S*)a.q)[s * d + j];
-      if (a.trajectory) {
-        ((S*)a.out1)[s * d + j] = p[j];
-        ((S*)a.out2)[s * d + j] = q[j];
-      }
     }
+    lift_state(a.scheme, d, p, q);
+    if (a.trajectory)
+      for (int j = 0; j < ds; ++j) {
+        ((S*)a.out1)[s * ds + j] = p[j];
+        ((S*)a.out2)[s * ds + j] = q[j];
+      }
     for (long k = 0; k < a.steps; ++k) {
       stp.forward(a.scheme, t + S(k) * S(a.h), S(a.h), p, q);
       if (a.trajectory || k == a.steps - 1) {
-        const long off = a.trajectory ? (k + 1) * Nd : 0;
-        for (int j = 0; j < d; ++j) {
-          ((S*)a.out1)[off + s * d + j] = p[j];
-          ((S*)a.out2)[off + s * d + j] = q[j];
+        const long off = a.trajectory ? (k + 1) * Nds : 0;
+        for (int j = 0; j < ds; ++j) {
+          ((S*)a.out1)[off + s * ds + j] = p[j];
+          ((S*)a.out2)[off + s * ds + j] = q[j];
         }
       }
     }
@@ -173,35 +175,44 @@ __global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, S* pa
   const long nthreads = (long)gridDim.x * blockDim.x;
   const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
-  const int d = nd.d;
-  const long Nd = a.N * d;
+  const int d = nd.d, ds = state_dim(a.scheme, d);
+  const long Nds = a.N * ds;
   const long iters = (a.N + nthreads - 1) / nthreads;
   for (long it = 0; it < iters; ++it) {
     const long s0 = it * nthreads + tid;
     const bool live = s0 < a.N;
     const long s = live ? s0 : a.N - 1;
     const S z = live ? S(1) : S(0);
-    const Strided<S> p = sc, q = p + d, pb = q + d, qb = pb + d;
-    Stepper<0, S, S, Strided<S>> stp(nd, th, qb + 2 * d);  // op_scratch's layout: p q p̄ q̄ (unused d) | step
+    const Strided<S> p = sc, q = p + ds, pb = q + ds, qb = pb + ds;
+    // op_scratch's layout: p q p̄ q̄ (unused ds) | step
+    Stepper<0, S, S, Strided<S>> stp(nd, th, qb + 2 * ds, S(a.omega));
     const S t = ((const S*)a.t)[s];
-    const long last = a.trajectory ? a.steps * Nd : 0;
-    for (int j = 0; j < d; ++j) {
-      pb[j] = z * ((const S*)a.in_b1)[last + s * d + j];
-      qb[j] = z * ((const S*)a.in_b2)[last + s * d + j];
+    const long last = a.trajectory ? a.steps * Nds : 0;
+    for (int j = 0; j < ds; ++j) {
+      pb[j] = z * ((const S*)a.in_b1)[last + s * ds + j];
+      qb[j] = z * ((const S*)a.in_b2)[last + s * ds + j];
     }
     for (long k = a.steps - 1; k >= 0; --k) {
-      const long off = a.trajectory ? k * Nd : 0;
-      for (int j = 0; j < d; ++j) {
-        p[j] = ((const S*)a.p)[off + s * d + j];
-        q[j] = ((const S*)a.q)[off + s * d + j];
+      if (a.trajectory) {
+        for (int j = 0; j < ds; ++j) {
+          p[j] = ((const S*)a.p)[k * Nds + s * ds + j];
+          q[j] = ((const S*)a.q)[k * Nds + s * ds + j];
+        }
+      } else {
+        for (int j = 0; j < d; ++j) {
+          p[j] = ((const S*)a.p)[s * d + j];
+          q[j] = ((const S*)a.q)[s * d + j];
+        }
+        lift_state(a.scheme, d, p, q);
       }
       stp.backward(a.scheme, t + S(k) * S(a.h), S(a.h), p, q, pb, qb, acc);
       if (a.trajectory)
-        for (int j = 0; j < d; ++j) {
-          pb[j] += z * ((const S*)a.in_b1)[off + s * d + j];
-          qb[j] += z * ((const S*)a.in_b2)[off + s * d + j];
+        for (int j = 0; j < ds; ++j) {
+          pb[j] += z * ((const S*)a.in_b1)[k * Nds + s * ds + j];
+          qb[j] += z * ((const S*)a.in_b2)[k * Nds + s * ds + j];
         }
     }
+    fold_cotangent(a.scheme, d, pb, qb);
     if (live)
       for (int j = 0; j < d; ++j) {
         ((S*)a.out1)[s * d + j] = pb[j];
@@ -217,16 +228,16 @@ __global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, S* part
   const long nthreads = (long)gridDim.x * blockDim.x;
   const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
   WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
-  const int d = nd.d;
+  const int d = nd.d, ds = state_dim(a.scheme, d);
   const long K = a.steps, Nd = a.N * d;
   const long iters = (a.N + nthreads - 1) / nthreads;
   for (long it = 0; it < iters; ++it) {
     const long s0 = it * nthreads + tid;
     const bool live = s0 < a.N;
     const long s = live ? s0 : a.N - 1;
-    const Strided<S> pb = sc, qb = pb + d, TP = qb + d, TQ = TP + (K + 1) * d, GP = TQ + (K + 1) * d,
+    const Strided<S> pb = sc, qb = pb + ds, TP = qb + ds, TQ = TP + (K + 1) * ds, GP = TQ + (K + 1) * ds,
                      GQ = GP + K * d;
-    Stepper<0, S, S, Strided<S>> stp(nd, th, GQ + K * d);
+    Stepper<0, S, S, Strided<S>> stp(nd, th, GQ + K * d, S(a.omega));
     for (int j = 0; j < d; ++j) {
       TP[j] = ((const S*)a.p)[s * d + j];
       TQ[j] = ((const S*)a.q)[s * d + j];
@@ -279,7 +290,7 @@ long output_values(Op op, const NetDesc& nd, const CallArgs& a) {
     case Op::HamFwd: return N;
     case Op::GradFwd: return N + 2 * Nd;
     case Op::GradBwd: return N + 2 * Nd + np;
-    case Op::RolloutFwd: return (a.trajectory ? a.steps + 1 : 1) * 2 * Nd;
+    case Op::RolloutFwd: return (a.trajectory ? a.steps + 1 : 1) * 2 * N * state_dim(a.scheme, nd.d);
     case Op::RolloutBwd: return 2 * Nd + np;
     case Op::LossGrad: return N + 2 * Nd + np;
   }

@@ -31,6 +31,8 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
   if (rollout) {
     if (a.scheme < 0 || a.scheme >= kNumSchemes) fail("unknown scheme code " + std::to_string(a.scheme));
     if (!std::isfinite(a.h)) fail("the time step must be finite");
+    if (is_tao(a.scheme) && !(std::isfinite(a.omega) && a.omega > 0))
+      fail("Tao's scheme needs a finite coupling omega > 0, got " + std::to_string(a.omega));
     if (op == Op::LossGrad) {
       if (a.steps < 1) fail("a training window has steps >= 1, got " + std::to_string(a.steps));
       if (!std::isfinite(a.scale)) fail("the loss scale must be finite");
@@ -39,7 +41,9 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
     }
   }
   const long N = a.N, Nd = a.N * nd.d, np = nd.n_params();
-  const long states = a.trajectory ? (a.steps + 1) * Nd : Nd;
+  // a rollout's outputs are in the scheme's state (ds wide), its inputs and their cotangents observed (d)
+  const long Nds = rollout ? a.N * state_dim(a.scheme, nd.d) : Nd;
+  const long states = a.trajectory ? (a.steps + 1) * Nds : Nds;
   need("theta", a.theta, a.n_theta, np);
   need("t", a.t, a.n_t, N);
   switch (op) {
@@ -73,8 +77,8 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
       need("the output q", a.out2, a.n_out2, states);
       break;
     case Op::RolloutBwd:
-      need("the stored p", a.p, a.n_p, states);
-      need("the stored q", a.q, a.n_q, states);
+      need("the stored p", a.p, a.n_p, a.trajectory ? states : Nd);
+      need("the stored q", a.q, a.n_q, a.trajectory ? states : Nd);
       need("the cotangent of the output p", a.in_b1, a.n_in_b1, states);
       need("the cotangent of the output q", a.in_b2, a.n_in_b2, states);
       need("the cotangent of p0", a.out1, a.n_out1, Nd);

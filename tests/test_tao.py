@@ -12,6 +12,7 @@ from conftest import (
     random_net,
     random_state,
     rel_err,
+    requires_fused,
 )
 
 import hinn
@@ -122,3 +123,27 @@ def test_cli_trains_with_tao(tmp_path):
     args = ["train", "toy-nonseparable", "--scheme", "tao", "--epochs", "2", "--sizes", "40", "10", "10",
             "--transitions", "10", "--width", "6", "--depth", "2", "--out", out, "--no-progress"]  # fmt: skip
     assert main(args) == 0
+
+
+@requires_fused
+@pytest.mark.parametrize("order", [2, 4, 6])
+def test_the_compiled_core_runs_tao_with_its_coupling(order, cpu_isa):
+    """Orders 2 and 4 run compiled on the fused backend (copies carried through the rollout, the given ω),
+    order 6 in Python; a subclass, which always runs the Python sub-flows, gives the same numbers."""
+    from hinn.backends import fused
+
+    class PythonTao(Tao):
+        pass
+
+    net = random_net(2, 16, 2, True, "tanh", 5)  # width 16: the blocked kernels on the SIMD builds
+    net.backend = "fused"
+    t, p, q = random_state(37, 2, 6)  # 37: partial SIMD blocks
+    outs = []
+    for sch in (Tao(omega=5.0, order=order), PythonTao(omega=5.0, order=order)):
+        pr = p.clone().requires_grad_()
+        P, Q = hinn.rollout(net, t, pr, q, 0.1, 4, sch)
+        p1, _ = hinn.step(net, t, pr, q, 0.1, sch)
+        outs.append((P, Q, p1) + torch.autograd.grad((P**2).sum() + Q.sum() + p1.sum(), [pr, net.theta]))
+    for a, b in zip(*outs):
+        assert rel_err(a, b) < 1e-12
+    assert (fused.scheme_code(Tao(omega=5.0, order=order), 0.1) is None) == (order == 6)

@@ -25,7 +25,7 @@ def _windows(d, M, K, seed, dtype=torch.float64):
     return t0, p0, q0, P, Q
 
 
-@pytest.mark.parametrize("scheme", ["euler", "symplectic_euler", "leapfrog", "rk4"])
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
 @pytest.mark.parametrize("K", [1, 3])
 @pytest.mark.parametrize("cfg", [(1, 3, 4, True), (2, 16, 2, True), (3, 9, 1, False)])
 def test_window_loss_matches_autograd(scheme, K, cfg, cpu_isa):
@@ -33,8 +33,9 @@ def test_window_loss_matches_autograd(scheme, K, cfg, cpu_isa):
     net = random_net(d, w, L, time_dep, "tanh", 0)
     t0, p0, q0, P, Q = _windows(d, 37, K, 2)  # 37: partial SIMD blocks on every build
     scale = 1.0 / (P.numel() * 2 * H * H)
+    code, omega = fused.scheme_code(hinn.get_scheme(scheme), H)
     losses, p0b, q0b, thb = fused.window_loss_grad(
-        net.theta.detach(), t0, p0, q0, P, Q, fused.spec_of(net), net.resnet_step, H, fused.core.SCHEMES[scheme], scale
+        net.theta.detach(), t0, p0, q0, P, Q, fused.spec_of(net), net.resnet_step, H, code, scale, omega
     )
     ref = copy.deepcopy(net)
     ref.backend = "autograd"

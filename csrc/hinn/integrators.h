@@ -5,21 +5,65 @@
 //   symplectic_euler  p' = p − h ∂qH(t,p,q);  q' = q + h ∂pH(t,p',q)
 //   leapfrog          p½ = p − h/2 ∂qH(t,p,q); q' = q + h ∂pH(t+h/2,p½,q); p' = p½ − h/2 ∂qH(t+h,p½,q')
 //   rk4               classical Runge–Kutta on (ṗ, q̇) = (−∂qH, ∂pH)
+//   tao, tao4         Tao's explicit scheme (src/hinn/tao.py) of order 2 and 4 on the extended state
+//                     P = (p | y), Q = (q | x): width 2d, the copies (x, y) of (q, p) start on the diagonal
+//                     (lift_state) and the cotangents of both copies add up at the start (fold_cotangent)
 // Each backward recomputes the stage points of its step from the step's input, then applies the
 // vector–Jacobian products of ∇H in reverse order.
 #pragma once
+#include <cmath>
+
 #include "network.h"
 
 namespace hinn {
 
-enum Scheme : int { kEuler = 0, kSymplecticEuler = 1, kLeapfrog = 2, kRK4 = 3, kNumSchemes };
+enum Scheme : int { kEuler = 0, kSymplecticEuler = 1, kLeapfrog = 2, kRK4 = 3, kTao = 4, kTao4 = 5, kNumSchemes };
 
 // The names the Python layer knows the schemes by (its registry maps names to these codes).
-constexpr const char* kSchemeNames[kNumSchemes] = {"euler", "symplectic_euler", "leapfrog", "rk4"};
+constexpr const char* kSchemeNames[kNumSchemes] = {"euler", "symplectic_euler", "leapfrog", "rk4", "tao", "tao4"};
+
+HINN_HD bool is_tao(int scheme) { return scheme == kTao || scheme == kTao4; }
+// Tao: order-2 steps per step (the triple jump composes three for order 4)
+HINN_HD int tao_jumps(int scheme) { return scheme == kTao4 ? 3 : 1; }
+// Size and start of Tao's order-2 step b within a step, as fractions of h: for order 4 the triple jump
+// γ, 1 − 2γ, γ with γ = 1/(2 − 2^{1/3}).
+HINN_HD double tao_fraction(int scheme, int b) {
+  if (scheme != kTao4) return 1.0;
+  const double g = 1.0 / (2.0 - cbrt(2.0));
+  return b == 1 ? 1.0 - 2.0 * g : g;
+}
+HINN_HD double tao_offset(int scheme, int b) {
+  if (scheme != kTao4) return 0.0;
+  const double g = 1.0 / (2.0 - cbrt(2.0));
+  return b == 0 ? 0.0 : b == 1 ? g : 1.0 - g;
+}
+
+// Width of the state a scheme carries from step to step (Tao's copies double it).
+HINN_HD int state_dim(int scheme, int d) { return is_tao(scheme) ? 2 * d : d; }
+
+// The scheme's state from an observed (p, q) in its first d entries: Tao's copies start at x = q, y = p.
+template <class Ptr>
+HINN_HD void lift_state(int scheme, int d, Ptr p, Ptr q) {
+  if (is_tao(scheme))
+    for (int j = 0; j < d; ++j) {
+      p[d + j] = p[j];
+      q[d + j] = q[j];
+    }
+}
+// Its adjoint: the cotangent of the observed (p, q) in the first d entries of the state's.
+template <class Ptr>
+HINN_HD void fold_cotangent(int scheme, int d, Ptr pb, Ptr qb) {
+  if (is_tao(scheme))
+    for (int j = 0; j < d; ++j) {
+      pb[j] += pb[d + j];
+      qb[j] += qb[d + j];
+    }
+}
 
 // The primal passes a scheme's backward keeps (one per gradient evaluation of the step); a forward
 // step keeps one at a time.
 HINN_HD int scheme_stages(int scheme) {
+  if (is_tao(scheme)) return 4 * tao_jumps(scheme);
   return scheme == kEuler ? 1 : scheme == kSymplecticEuler ? 2 : scheme == kLeapfrog ? 3 : 4;
 }
 
@@ -41,9 +85,10 @@ struct Stepper {
   Ptr xb;    // n_in
   Ptr st;    // 12 d: stage states and cotangents
   Ptr work;  // work_size
-  Ptr prim;  // up to 4 stored primal passes, one per stage
+  Ptr prim;  // stored primal passes, one per stage
+  S omega;   // Tao's coupling
 
-  HINN_HD Stepper(const NetDesc& nd_, const S* th_, Ptr scratch) : nd(nd_), th(th_) {
+  HINN_HD Stepper(const NetDesc& nd_, const S* th_, Ptr scratch, S omega_ = S(0)) : nd(nd_), th(th_), omega(omega_) {
     const int n = nd.n_in();
     x = scratch;
     g = x + n;
@@ -101,12 +146,105 @@ struct Stepper {
     }
   }
 
-  // In place: (p, q) at time t -> (p', q') at t + h.
+  // Tao's three exact flows on the extended state P = (p | y), Q = (q | x) (tao.py). Full: keep the
+  // primal passes of the four gradient evaluations of order-2 step b in stages 4b..4b+3.
+  template <bool Full>
+  HINN_HD void tao_sweep(int scheme, V t, S h, Ptr P, Ptr Q) {
+    const int d = nd.d;
+    Ptr gp = st;
+    Ptr gq = st + d;
+    for (int b = 0; b < tao_jumps(scheme); ++b) {
+      const S dl = S(tao_fraction(scheme, b)) * h, half = dl / S(2);
+      const V tb = t + S(tao_offset(scheme, b)) * h;
+      const int k = Full ? 4 * b : 0;
+      grad<Full>(k, tb, P + d, Q, gp, gq);  // φ_A: H(q, y) moves p and x
+      for (int j = 0; j < d; ++j) {
+        P[j] -= half * gq[j];
+        Q[d + j] += half * gp[j];
+      }
+      grad<Full>(Full ? k + 1 : 0, tb + half, P, Q + d, gp, gq);  // φ_B: H(x, p) moves q and y
+      for (int j = 0; j < d; ++j) {
+        Q[j] += half * gp[j];
+        P[d + j] -= half * gq[j];
+      }
+      tao_rotate(P, Q, 2.0 * double(omega) * double(dl));  // φ_C
+      grad<Full>(Full ? k + 2 : 0, tb + half, P, Q + d, gp, gq);
+      for (int j = 0; j < d; ++j) {
+        Q[j] += half * gp[j];
+        P[d + j] -= half * gq[j];
+      }
+      grad<Full>(Full ? k + 3 : 0, tb + dl, P + d, Q, gp, gq);
+      for (int j = 0; j < d; ++j) {
+        P[j] -= half * gq[j];
+        Q[d + j] += half * gp[j];
+      }
+    }
+  }
+  // φ_C: (q − x, p − y) rotated by `angle`, q + x and p + y fixed. Orthogonal, so its adjoint is the
+  // rotation by −angle applied to the cotangents.
+  HINN_HD void tao_rotate(Ptr P, Ptr Q, double angle) const {
+    const S c = S(cos(angle)), sn = S(sin(angle));
+    for (int j = 0; j < nd.d; ++j) {
+      const int e = nd.d + j;
+      const V u = Q[j] - Q[e], v = P[j] - P[e], sq = Q[j] + Q[e], sp = P[j] + P[e];
+      const V u2 = c * u + sn * v, v2 = -sn * u + c * v;
+      P[j] = (sp + v2) / S(2);
+      Q[j] = (sq + u2) / S(2);
+      Q[e] = (sq - u2) / S(2);
+      P[e] = (sp - v2) / S(2);
+    }
+  }
+  // Adjoint of tao_sweep from the step's input (P, Q); cotangents (PB, QB) of the output in, of the
+  // input out.
+  template <class Acc>
+  HINN_HD void tao_backward(int scheme, V t, S h, CPtr P0, CPtr Q0, Ptr PB, Ptr QB, Acc& acc) {
+    const int d = nd.d;
+    Ptr a = st + 2 * d;
+    Ptr b = st + 3 * d;
+    Ptr P = st + 4 * d;  // 2d
+    Ptr Q = st + 6 * d;  // 2d
+    for (int j = 0; j < 2 * d; ++j) {
+      P[j] = P0[j];
+      Q[j] = Q0[j];
+    }
+    tao_sweep<true>(scheme, t, h, P, Q);
+    for (int jb = tao_jumps(scheme) - 1; jb >= 0; --jb) {
+      const S dl = S(tao_fraction(scheme, jb)) * h, half = dl / S(2);
+      const int k = 4 * jb;
+      // φ_A: p' = p − δ ∂qH(y, q), x' = x + δ ∂pH(y, q): cotangents to (ȳ, q̄)
+      for (int j = 0; j < d; ++j) {
+        a[j] = half * QB[d + j];
+        b[j] = -half * PB[j];
+      }
+      vjp_stage(k + 3, a, b, PB + d, QB, acc);
+      // φ_B: q' = q + δ ∂pH(p, x), y' = y − δ ∂qH(p, x): cotangents to (p̄, x̄)
+      for (int j = 0; j < d; ++j) {
+        a[j] = half * QB[j];
+        b[j] = -half * PB[d + j];
+      }
+      vjp_stage(k + 2, a, b, PB, QB + d, acc);
+      tao_rotate(PB, QB, -2.0 * double(omega) * double(dl));
+      for (int j = 0; j < d; ++j) {
+        a[j] = half * QB[j];
+        b[j] = -half * PB[d + j];
+      }
+      vjp_stage(k + 1, a, b, PB, QB + d, acc);
+      for (int j = 0; j < d; ++j) {
+        a[j] = half * QB[d + j];
+        b[j] = -half * PB[j];
+      }
+      vjp_stage(k, a, b, PB + d, QB, acc);
+    }
+  }
+
+  // In place: (p, q) at time t -> (p', q') at t + h (the scheme's state: state_dim wide).
   HINN_HD void forward(int scheme, V t, S h, Ptr p, Ptr q) {
     const int d = nd.d;
     Ptr gp = st;
     Ptr gq = st + d;
-    if (scheme == kEuler) {
+    if (is_tao(scheme)) {
+      tao_sweep<false>(scheme, t, h, p, q);
+    } else if (scheme == kEuler) {
       grad<false>(0, t, p, q, gp, gq);
       for (int j = 0; j < d; ++j) {
         q[j] += h * gp[j];
@@ -166,7 +304,9 @@ struct Stepper {
     Ptr gq = st + d;
     Ptr a = st + 2 * d;
     Ptr b = st + 3 * d;
-    if (scheme == kEuler) {
+    if (is_tao(scheme)) {
+      tao_backward(scheme, t, h, p, q, pb, qb, acc);
+    } else if (scheme == kEuler) {
       store(0, t, p, q);
       for (int j = 0; j < d; ++j) {
         a[j] = h * qb[j];
@@ -248,32 +388,35 @@ struct Stepper {
     }
   }
 
-  // A training window, forward and backward in one pass: from (p0, q0) at time t, K steps into TP, TQ
-  // ((K+1) d each; row 0 = the start), the squared error against the targets GP, GQ (K d each, row k =
-  // the state after step k+1), then the reverse sweep with cotangents 2·scale·m·error. m is 1 on live
-  // lanes and 0 on padding. Returns scale·m·Σ error² (this lane's share of the loss); the cotangents of
-  // (p0, q0) end in pb, qb, those of θ in acc. Nothing leaves the per-sample scratch in between.
+  // A training window, forward and backward in one pass: from the observed (p0, q0) (first d entries of
+  // TP, TQ) at time t, K steps into TP, TQ ((K+1) ds each, ds = state_dim; row 0 = the start), the
+  // squared error of the observed part against the targets GP, GQ (K d each, row k = the state after
+  // step k+1), then the reverse sweep with cotangents 2·scale·m·error. m is 1 on live lanes and 0 on
+  // padding. Returns scale·m·Σ error² (this lane's share of the loss); the cotangents of (p0, q0) end in
+  // pb, qb (ds each; the first d entries are the result), those of θ in acc. Nothing leaves the
+  // per-sample scratch in between.
   template <class Acc>
   HINN_HD V window_loss(int scheme, V t, S h, long K, Ptr TP, Ptr TQ, CPtr GP, CPtr GQ, V m, S scale, Ptr pb,
                         Ptr qb, Acc& acc) {
-    const int d = nd.d;
+    const int d = nd.d, ds = state_dim(scheme, d);
+    lift_state(scheme, d, TP, TQ);
     for (long k = 0; k < K; ++k) {
-      Ptr p = TP + (k + 1) * d;
-      Ptr q = TQ + (k + 1) * d;
-      for (int j = 0; j < d; ++j) {
-        p[j] = TP[k * d + j];
-        q[j] = TQ[k * d + j];
+      Ptr p = TP + (k + 1) * ds;
+      Ptr q = TQ + (k + 1) * ds;
+      for (int j = 0; j < ds; ++j) {
+        p[j] = TP[k * ds + j];
+        q[j] = TQ[k * ds + j];
       }
       forward(scheme, t + S(k) * h, h, p, q);
     }
     V loss{};
-    for (int j = 0; j < d; ++j) {
+    for (int j = 0; j < ds; ++j) {
       pb[j] = V{};
       qb[j] = V{};
     }
     for (long k = K - 1; k >= 0; --k) {
-      const CPtr p1 = TP + (k + 1) * d;
-      const CPtr q1 = TQ + (k + 1) * d;
+      const CPtr p1 = TP + (k + 1) * ds;
+      const CPtr q1 = TQ + (k + 1) * ds;
       for (int j = 0; j < d; ++j) {
         const V ep = m * (p1[j] - GP[k * d + j]);
         const V eq = m * (q1[j] - GQ[k * d + j]);
@@ -281,13 +424,16 @@ struct Stepper {
         pb[j] += S(2) * scale * ep;
         qb[j] += S(2) * scale * eq;
       }
-      backward(scheme, t + S(k) * h, h, TP + k * d, TQ + k * d, pb, qb, acc);
+      backward(scheme, t + S(k) * h, h, TP + k * ds, TQ + k * ds, pb, qb, acc);
     }
+    fold_cotangent(scheme, d, pb, qb);
     return scale * loss;
   }
 };
 
 // Scratch of window_loss beyond step_scratch: the window's states and targets, in lane values.
-HINN_HD long window_scratch(const NetDesc& nd, long K) { return 2L * (K + 1) * nd.d + 2L * K * nd.d; }
+HINN_HD long window_scratch(const NetDesc& nd, int scheme, long K) {
+  return 2L * (K + 1) * state_dim(scheme, nd.d) + 2L * K * nd.d;
+}
 
 }  // namespace hinn

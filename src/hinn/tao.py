@@ -24,8 +24,10 @@ evaluated at t and t + h, φ_B twice at t + h/2 — no ∂H/∂t is needed.
 :math:`h\,\omega^{1/\text{order}}`; a warning says when that exceeds 1. The default ω = 20 gives
 order 2 and 4 at h ≤ 0.1 on the systems tested (``tests/test_tao.py``).
 
-Explicit: runs on every backend (gradients through autograd, exact); four gradient evaluations per
-order-2 step, twelve per order-4 step. Not in the compiled core.
+Explicit: four gradient evaluations per order-2 step, twelve per order-4 step. Orders 2 and 4 run in the
+compiled core on the fused backend (``csrc/hinn/integrators.h``: the same flows with their exact adjoint,
+rollouts carrying the copies); higher orders, and the other backends, run here with gradients through
+autograd.
 """
 
 from __future__ import annotations
@@ -114,6 +116,11 @@ class Tao(Scheme):
             )
 
     # ---------------------------------------------------------------- the Scheme interface
+    def compiled_as(self, h):
+        self._check_coupling(h)
+        name = {2: "tao", 4: "tao4"}.get(self.order)
+        return None if name is None else (name, self.omega)
+
     def step(self, grad, t, p, q, h):
         p, q, _, _ = self.extended_step(grad, t, p, q, q, p, h)
         return p, q
@@ -139,5 +146,5 @@ class Tao4(Tao):
         super().__init__(omega, order)
 
 
-register_scheme(Tao)
-register_scheme(Tao4)
+register_scheme(Tao, compiled=True)
+register_scheme(Tao4, compiled=True)

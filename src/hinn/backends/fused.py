@@ -102,14 +102,18 @@ def _check_like(op: str, name: str, x: Tensor, ref: Tensor, shape: Sequence[int]
         value(a == b, bad)
 
 
-def _check_inputs(op: str, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec, hr: float, lead=(), chk=EAGER):
-    """θ, t (N,), p and q (*lead, N, d) against ``spec``: lengths, shapes, one dtype, one device."""
+def _check_inputs(
+    op: str, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec, hr: float, lead=(), chk=EAGER, width=None
+):
+    """θ, t (N,), p and q (*lead, N, width) against ``spec``: lengths, shapes, one dtype, one device.
+    ``width``: d of ``spec`` unless given (a scheme's state can be wider: :func:`_state_dim`)."""
     value, type_ = chk
     _check_spec(op, spec, hr, chk)
     type_(p.dtype in FLOAT_DTYPES, lambda: f"hinn::{op}: p has dtype {p.dtype}; expected float32 or float64")
     value(p.dim() == len(lead) + 2, lambda: f"hinn::{op}: p must have {len(lead) + 2} dimensions, got {tuple(p.shape)}")
     N, d = p.shape[-2], p.shape[-1]
-    value(d == spec[0], lambda: f"hinn::{op}: p has d = {d} but the structure has d = {spec[0]}")
+    want = spec[0] if width is None else width
+    value(d == want, lambda: f"hinn::{op}: p has width {d}; the structure (d = {spec[0]}) needs {want}")
     _check_like(op, "q", q, p, tuple(p.shape), chk)
     _check_like(op, "t", t, p, (N,), chk)
     _check_like(op, "theta", theta, p, (n_params(spec),), chk)
@@ -272,84 +276,101 @@ hamiltonian_op.register_autograd(_ham_bwd, setup_context=_grad_setup)
 # ----------------------------------------------------------------------------- step and rollout
 # A step is a rollout of one step that returns the final state instead of the trajectory: both ops share
 # one forward and one backward launch.
-def _check_scheme(op: str, scheme: int, h: float, steps: int, chk=EAGER) -> None:
+def _check_scheme(op: str, scheme: int, h: float, steps: int, omega: float, chk=EAGER) -> None:
     value, _ = chk
     n = len(core.SCHEMES) if core is not None else 4
     value(0 <= scheme < n, lambda: f"hinn::{op}: unknown scheme code {scheme}")
+    value(omega == omega and abs(omega) != float("inf"), lambda: f"hinn::{op}: omega must be finite, got {omega}")
     value(h == h and abs(h) != float("inf"), lambda: f"hinn::{op}: h must be finite, got {h}")
     value(steps >= 0, lambda: f"hinn::{op}: steps must be >= 0, got {steps}")
 
 
-def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, trajectory):
+def _state_dim(scheme: int, d: int) -> int:
+    """Width of the state that ``scheme`` carries and its rollouts return: d, or 2d for Tao's (p | y),
+    (q | x); the observed (p, q) are its first d columns."""
+    return core.state_dim(scheme, d) if core is not None else d
+
+
+def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
+    return tuple(lead) + (p.shape[-2], _state_dim(scheme, p.shape[-1]))
+
+
+def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, steps, trajectory):
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
-    shape = ((steps + 1,) if trajectory else ()) + tuple(p.shape)
+    shape = _state_shape(p, scheme, (steps + 1,) if trajectory else ())
     P, Q = p.new_empty(shape), q.new_empty(shape)
     _launch(
         "rollout", spec, hr, p, p.shape[0],
-        theta=theta, t=t, p=p, q=q, out1=P, out2=Q, scheme=scheme, h=h, steps=steps, trajectory=trajectory,
+        theta=theta, t=t, p=p, q=q, out1=P, out2=Q, scheme=scheme, omega=omega, h=h, steps=steps,
+        trajectory=trajectory,
     )  # fmt: skip
     return P, Q
 
 
-def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, trajectory):
+def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, trajectory):
     theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
-    p0b, q0b, thb = P.new_empty(P.shape[-2:]), Q.new_empty(Q.shape[-2:]), torch.empty_like(theta)
+    N, d = P.shape[-2], spec[0]
+    p0b, q0b, thb = P.new_empty((N, d)), Q.new_empty((N, d)), torch.empty_like(theta)
     _launch(
-        "rollout_backward", spec, hr, P, P.shape[-2],
+        "rollout_backward", spec, hr, P, N,
         theta=theta, t=t, p=P, q=Q, in_b1=Pb, in_b2=Qb, out1=p0b, out2=q0b, thb=thb,
-        scheme=scheme, h=h, steps=steps, trajectory=trajectory,
+        scheme=scheme, omega=omega, h=h, steps=steps, trajectory=trajectory,
     )  # fmt: skip
     return p0b, q0b, thb
 
 
 @torch.library.custom_op("hinn::step", mutates_args=())
 def step_op(
-    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, omega: float
 ) -> Tuple[Tensor, Tensor]:
     _check_inputs("step", theta, t, p, q, spec, hr)
-    _check_scheme("step", scheme, h, 1)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, 1, False)
+    _check_scheme("step", scheme, h, 1, omega)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, 1, False)
 
 
 @step_op.register_fake
-def _(theta, t, p, q, spec, hr, h, scheme):
+def _(theta, t, p, q, spec, hr, h, scheme, omega):
     _check_inputs("step", theta, t, p, q, spec, hr, chk=TRACED)
-    _check_scheme("step", scheme, h, 1, chk=TRACED)
-    return torch.empty_like(p), torch.empty_like(q)
+    _check_scheme("step", scheme, h, 1, omega, chk=TRACED)
+    shape = _state_shape(p, scheme)
+    return p.new_empty(shape), q.new_empty(shape)
 
 
-def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, chk=EAGER):
+def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, chk=EAGER):
     _check_inputs("step_backward", theta, t, p, q, spec, hr, chk=chk)
-    _check_scheme("step_backward", scheme, h, 1, chk)
-    _check_like("step_backward", "the cotangent of p'", pb, p, tuple(p.shape), chk)
-    _check_like("step_backward", "the cotangent of q'", qb, p, tuple(p.shape), chk)
+    _check_scheme("step_backward", scheme, h, 1, omega, chk)
+    _check_like("step_backward", "the cotangent of p'", pb, p, _state_shape(p, scheme), chk)
+    _check_like("step_backward", "the cotangent of q'", qb, p, _state_shape(p, scheme), chk)
 
 
 @torch.library.custom_op("hinn::step_backward", mutates_args=())
 def step_backward_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, pb: Tensor, qb: Tensor, spec: List[int], hr: float, h: float,
-    scheme: int,
+    scheme: int, omega: float,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme)
-    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, 1, False)
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega)
+    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, 1, False)
 
 
 @step_backward_op.register_fake
-def _(theta, t, p, q, pb, qb, spec, hr, h, scheme):
-    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, chk=TRACED)
+def _(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega):
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, chk=TRACED)
     return torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
 def _step_setup(ctx, inputs, output):
-    theta, t, p, q, spec, hr, h, scheme = inputs
+    theta, t, p, q, spec, hr, h, scheme, omega = inputs
     ctx.save_for_backward(theta, t, p, q)
-    ctx.args = (spec, hr, h, scheme)
+    ctx.args = (spec, hr, h, scheme, omega)
 
 
 def _step_bwd(ctx, pb, qb):
     theta, t, p, q = ctx.saved_tensors
-    p0b, q0b, thb = step_backward_op(theta, t, p, q, _zeros_if_none(pb, p), _zeros_if_none(qb, q), *ctx.args)
-    return thb, None, p0b, q0b, None, None, None, None
+    shape = _state_shape(p, ctx.args[3])
+    pb = pb if pb is not None else p.new_zeros(shape)
+    qb = qb if qb is not None else q.new_zeros(shape)
+    p0b, q0b, thb = step_backward_op(theta, t, p, q, pb, qb, *ctx.args)
+    return thb, None, p0b, q0b, None, None, None, None, None
 
 
 step_op.register_autograd(_step_bwd, setup_context=_step_setup)
@@ -357,24 +378,26 @@ step_op.register_autograd(_step_bwd, setup_context=_step_setup)
 
 @torch.library.custom_op("hinn::rollout", mutates_args=())
 def rollout_op(
-    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, steps: int
-) -> Tuple[Tensor, Tensor]:
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, omega: float,
+    steps: int,
+) -> Tuple[Tensor, Tensor]:  # fmt: skip
     _check_inputs("rollout", theta, t, p, q, spec, hr)
-    _check_scheme("rollout", scheme, h, steps)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, True)
+    _check_scheme("rollout", scheme, h, steps, omega)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, steps, True)
 
 
 @rollout_op.register_fake
-def _(theta, t, p, q, spec, hr, h, scheme, steps):
+def _(theta, t, p, q, spec, hr, h, scheme, omega, steps):
     _check_inputs("rollout", theta, t, p, q, spec, hr, chk=TRACED)
-    _check_scheme("rollout", scheme, h, steps, chk=TRACED)
-    shape = (steps + 1,) + tuple(p.shape)
+    _check_scheme("rollout", scheme, h, steps, omega, chk=TRACED)
+    shape = _state_shape(p, scheme, (steps + 1,))
     return p.new_empty(shape), q.new_empty(shape)
 
 
-def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, chk=EAGER):
-    _check_inputs("rollout_backward", theta, t, P, Q, spec, hr, lead=(steps + 1,), chk=chk)
-    _check_scheme("rollout_backward", scheme, h, steps, chk)
+def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, chk=EAGER):
+    width = _state_dim(scheme, spec[0]) if len(spec) == 5 else None
+    _check_inputs("rollout_backward", theta, t, P, Q, spec, hr, lead=(steps + 1,), chk=chk, width=width)
+    _check_scheme("rollout_backward", scheme, h, steps, omega, chk)
     chk[0](
         P.shape[0] == steps + 1, lambda: f"hinn::rollout_backward: P has {P.shape[0]} states, steps + 1 = {steps + 1}"
     )
@@ -385,29 +408,30 @@ def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, 
 @torch.library.custom_op("hinn::rollout_backward", mutates_args=())
 def rollout_backward_op(
     theta: Tensor, t: Tensor, P: Tensor, Q: Tensor, Pb: Tensor, Qb: Tensor, spec: List[int], hr: float, h: float,
-    scheme: int, steps: int,
+    scheme: int, omega: float, steps: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps)
-    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, True)
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps)
+    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, True)
 
 
 @rollout_backward_op.register_fake
-def _(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps):
-    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, steps, chk=TRACED)
-    return P.new_empty(P.shape[1:]), Q.new_empty(Q.shape[1:]), torch.empty_like(theta)
+def _(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps):
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, chk=TRACED)
+    shape = (P.shape[1], spec[0])
+    return P.new_empty(shape), Q.new_empty(shape), torch.empty_like(theta)
 
 
 def _rollout_setup(ctx, inputs, output):
-    theta, t, p, q, spec, hr, h, scheme, steps = inputs
+    theta, t, p, q, spec, hr, h, scheme, omega, steps = inputs
     P, Q = output
     ctx.save_for_backward(theta, t, P, Q)
-    ctx.args = (spec, hr, h, scheme, steps)
+    ctx.args = (spec, hr, h, scheme, omega, steps)
 
 
 def _rollout_bwd(ctx, Pb, Qb):
     theta, t, P, Q = ctx.saved_tensors
     p0b, q0b, thb = rollout_backward_op(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args)
-    return thb, None, p0b, q0b, None, None, None, None, None
+    return thb, None, p0b, q0b, None, None, None, None, None, None
 
 
 rollout_op.register_autograd(_rollout_bwd, setup_context=_rollout_setup)
@@ -462,27 +486,30 @@ class _Grad(torch.autograd.Function):
 
 class _Integrate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, theta, t, p, q, spec, hr, h, scheme, steps, trajectory):
+    def forward(ctx, theta, t, p, q, spec, hr, h, scheme, omega, steps, trajectory):
         op = "rollout" if trajectory else "step"
         _check_inputs(op, theta, t, p, q, spec, hr)
-        _check_scheme(op, scheme, h, steps)
-        P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, steps, trajectory)
+        _check_scheme(op, scheme, h, steps, omega)
+        P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, steps, trajectory)
         ctx.save_for_backward(theta, t, *((P, Q) if trajectory else (p, q)))
-        ctx.args = (spec, hr, h, scheme, steps, trajectory)
+        ctx.args = (spec, hr, h, scheme, omega, steps, trajectory)
         return P, Q
 
     @staticmethod
     def backward(ctx, Pb, Qb):
         _first_order_only()
         theta, t, P, Q = ctx.saved_tensors
-        p0b, q0b, thb = _integrate_bwd(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args)
-        return thb, None, p0b, q0b, None, None, None, None, None, None
+        shape = tuple(Pb.shape if Pb is not None else Qb.shape)  # the outputs' (state) shape
+        Pb = Pb if Pb is not None else P.new_zeros(shape)
+        Qb = Qb if Qb is not None else Q.new_zeros(shape)
+        p0b, q0b, thb = _integrate_bwd(theta, t, P, Q, Pb, Qb, *ctx.args)
+        return thb, None, p0b, q0b, None, None, None, None, None, None, None
 
 
 # ----------------------------------------------------------------------------- training windows
 def window_loss_grad(
     theta: Tensor, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, spec: Sequence[int], hr: float,
-    h: float, scheme: int, scale: float,
+    h: float, scheme: int, scale: float, omega: float = 0.0,
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """The trajectory loss of M training windows and its gradients in one compiled call, no autograd.
 
@@ -493,7 +520,7 @@ def window_loss_grad(
     """
     _check_inputs("window_loss", theta, t0, p0, q0, spec, hr)
     K = P.shape[0] if P.dim() == 3 else 0
-    _check_scheme("window_loss", scheme, h, K)
+    _check_scheme("window_loss", scheme, h, K, omega)
     _eager_value(K >= 1, lambda: f"hinn::window_loss: targets must be (K >= 1, M, d), got {tuple(P.shape)}")
     _eager_value(scale == scale and abs(scale) != float("inf"), lambda: "hinn::window_loss: scale must be finite")
     _check_like("window_loss", "the target P", P, p0, (K,) + tuple(p0.shape))
@@ -503,7 +530,7 @@ def window_loss_grad(
     _launch(
         "loss_grad", spec, hr, p0, p0.shape[0],
         theta=theta, t=t0, p=p0, q=q0, in_b1=P, in_b2=Q, out0=losses, out1=p0b, out2=q0b, thb=thb,
-        scheme=scheme, h=h, steps=K, scale=scale,
+        scheme=scheme, omega=omega, h=h, steps=K, scale=scale,
     )  # fmt: skip
     return losses, p0b, q0b, thb
 
@@ -520,15 +547,19 @@ def spec_of(net) -> List[int]:
     return [net.dim, int(net.time_dependent), net.width, net.depth, core.ACTIVATIONS[net.activation]]
 
 
-def scheme_code(scheme) -> Optional[int]:
-    """The core's code for ``scheme`` when the core implements exactly this scheme, else None (a user's
-    subclass of a built-in scheme runs its own ``step`` in Python)."""
+def scheme_code(scheme, h: float) -> Optional[Tuple[int, float]]:
+    """(the core's code, its coupling ω or 0) for a step of size h of ``scheme`` when the core implements
+    exactly this scheme, else None (a user's subclass of a built-in scheme runs its own ``step`` in
+    Python, as does a Tao scheme of an order the core lacks)."""
     from ..integrators import COMPILED_SCHEMES
 
     cls = type(scheme)
     if core is None or COMPILED_SCHEMES.get(getattr(cls, "name", None)) is not cls:
         return None
-    return core.SCHEMES.get(cls.name)
+    found = scheme.compiled_as(h)
+    if found is None or found[0] not in core.SCHEMES:
+        return None
+    return core.SCHEMES[found[0]], found[1]
 
 
 class FusedBackend(Backend):
@@ -551,23 +582,29 @@ class FusedBackend(Backend):
         return op(net.theta, t, p, q, spec_of(net), net.resnet_step)
 
     def rollout(self, net, scheme, t, p, q, h, steps, trajectory):
-        code = scheme_code(scheme)
-        if code is None:
+        found = scheme_code(scheme, h)
+        if found is None:
             return None
+        code, omega = found
         spec = spec_of(net)
         if not trajectory and steps != 1:
             raise ValueError(f"a single fused step has steps = 1, got {steps}")
         if _eager():
-            return _Integrate.apply(net.theta, t, p, q, spec, net.resnet_step, h, code, steps, trajectory)
-        if trajectory:
-            return rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, steps)
-        return step_op(net.theta, t, p, q, spec, net.resnet_step, h, code)
+            P, Q = _Integrate.apply(net.theta, t, p, q, spec, net.resnet_step, h, code, omega, steps, trajectory)
+        elif trajectory:
+            P, Q = rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, omega, steps)
+        else:
+            P, Q = step_op(net.theta, t, p, q, spec, net.resnet_step, h, code, omega)
+        d = spec[0]
+        # the observed part of the scheme's state (Tao's copies are dropped; their gradient is zero)
+        return (P, Q) if P.shape[-1] == d else (P[..., :d], Q[..., :d])
 
     def window_loss(self, net, scheme, t0, p0, q0, P, Q, h, scale):
-        code = scheme_code(scheme)
-        if code is None:
+        found = scheme_code(scheme, h)
+        if found is None:
             return None
+        code, omega = found
         losses, _, _, thb = window_loss_grad(
-            net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale
+            net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale, omega
         )
         return losses, thb
