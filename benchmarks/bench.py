@@ -122,8 +122,8 @@ def kernel_only(d, w, L, N, dtype, threads, scheme="symplectic_euler"):
     spec, code = fused.spec_of(net), fused.core.SCHEMES[scheme]
 
     def run():  # the forward and backward ops themselves, no autograd graph
-        p1, q1 = fused.step_op(th, t, p, q, spec, net.resnet_step, 0.1, code)
-        fused.step_backward_op(th, t, p, q, p1, q1, spec, net.resnet_step, 0.1, code)
+        p1, q1 = fused.step_op(th, t, p, q, spec, net.resnet_step, 0.1, code, [])
+        fused.step_backward_op(th, t, p, q, p1, q1, spec, net.resnet_step, 0.1, code, [])
 
     ms = _time(run) * 1e3
     return {

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "cpu.h"
 #include "hinn/integrators.h"
@@ -44,7 +45,12 @@ void set_arg(CallArgs& a, const std::string& k, py::handle v) {
   else if (k == "h") a.h = v.cast<double>();
   else if (k == "steps") a.steps = v.cast<long>();
   else if (k == "scale") a.scale = v.cast<double>();
-  else if (k == "omega") a.omega = v.cast<double>();
+  else if (k == "params") {
+    const auto ps = v.cast<std::vector<double>>();
+    if (ps.size() > 2) throw py::value_error("hinn._core.call: a scheme has at most 2 parameters");
+    for (size_t i = 0; i < ps.size(); ++i) a.params[i] = ps[i];
+  }
+  else if (k == "status") buf(a.status, a.n_status);
   else if (k == "trajectory") a.trajectory = v.cast<bool>();
   else if (k == "cuda") a.cuda = v.cast<bool>();
   else if (k == "stream") a.stream = v.cast<std::uintptr_t>();
@@ -68,7 +74,7 @@ void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
 
 // Bytes of device workspace a CUDA call with these arguments needs (0 on the CPU, which keeps its own).
 long workspace_bytes(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
-  const CallArgs a = parse(op, kw);
+  [[maybe_unused]] const CallArgs a = parse(op, kw);  // also rejects unknown arguments
 #ifdef HINN_WITH_CUDA
   if (a.cuda) return (long)hinn::cuda_workspace_bytes(static_cast<hinn::Op>(op), nd, a);
 #endif
@@ -131,6 +137,8 @@ PYBIND11_MODULE(_core, m) {
   for (int i = 0; i < hinn::kNumSchemes; ++i) schemes[hinn::kSchemeNames[i]] = i;
   for (int i = 0; i < hinn::kNumActivations; ++i) acts[hinn::kActivationNames[i]] = i;
   m.attr("SCHEMES") = schemes;
+  m.def("scheme_solves", [](int scheme) { return hinn::scheme_solves(scheme); },
+        "Whether a scheme's step solves an implicit equation (its calls then take a status buffer).");
   m.def("state_dim", [](int scheme, int d) { return hinn::state_dim(scheme, d); },
         "Width of the state a scheme carries (Tao's copies double d): the width of its rollouts' output.");
   m.attr("ACTIVATIONS") = acts;

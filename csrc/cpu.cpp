@@ -215,7 +215,7 @@ struct Kernels {
                   [&](long n0, int cnt, P sc, AccLanes<V>&) {
                     P p = sc;
                     P q = p + ds;
-                    Stepper<W, V, S, P> stp(nd, th, q + ds, S(a.omega));
+                    Stepper<W, V, S, P> stp(nd, th, q + ds, a.params);
                     V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(p, (const S*)a.p, n0, cnt, d, false);
                     gather(q, (const S*)a.q, n0, cnt, d, false);
@@ -232,6 +232,7 @@ struct Kernels {
                         scatter((S*)a.out2 + off, q, n0, cnt, ds);
                       }
                     }
+                    if (stp.failed) report_failure(a.status);
                   });
   }
 
@@ -249,7 +250,7 @@ struct Kernels {
                     P pb = q + ds;
                     P qb = pb + ds;
                     P tmp = qb + ds;
-                    Stepper<W, V, S, P> stp(nd, th, tmp + ds, S(a.omega));
+                    Stepper<W, V, S, P> stp(nd, th, tmp + ds, a.params);
                     const V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     const long last = traj ? a.steps * Nds : 0;
                     gather(pb, (const S*)a.in_b1 + last, n0, cnt, ds, true);
@@ -274,6 +275,7 @@ struct Kernels {
                     fold_cotangent(a.scheme, d, pb, qb);
                     scatter((S*)a.out1, pb, n0, cnt, d);
                     scatter((S*)a.out2, qb, n0, cnt, d);
+                    if (stp.failed) report_failure(a.status);
                   });
   }
 
@@ -291,7 +293,7 @@ struct Kernels {
                     P TQ = TP + (K + 1) * ds;
                     P GP = TQ + (K + 1) * ds;
                     P GQ = GP + K * d;
-                    Stepper<W, V, S, P> stp(nd, th, GQ + K * d, S(a.omega));
+                    Stepper<W, V, S, P> stp(nd, th, GQ + K * d, a.params);
                     const V t = time_lanes<V>((const S*)a.t, n0, cnt);
                     gather(TP, (const S*)a.p, n0, cnt, d, false);
                     gather(TQ, (const S*)a.q, n0, cnt, d, false);
@@ -305,6 +307,7 @@ struct Kernels {
                     scatter((S*)a.out0, &loss, n0, cnt, 1);
                     scatter((S*)a.out1, pb, n0, cnt, d);
                     scatter((S*)a.out2, qb, n0, cnt, d);
+                    if (stp.failed) report_failure(a.status);
                   });
   }
 };

@@ -30,18 +30,19 @@ struct CallArgs {
   double h = 0;
   long steps = 1;
   double scale = 1;  // LossGrad: the loss is scale times the summed squared error
-  double omega = 0;  // Tao's coupling
+  double params[2] = {0, 0};  // the scheme's parameters (integrators.h: Stepper)
   bool trajectory = false;
   std::uintptr_t theta = 0, t = 0, p = 0, q = 0;
   std::uintptr_t in_b0 = 0, in_b1 = 0, in_b2 = 0;
   std::uintptr_t out0 = 0, out1 = 0, out2 = 0, thb = 0;
   std::uintptr_t stream = 0;  // CUDA stream (cudaStream_t), 0 = default
   std::uintptr_t work = 0;    // CUDA: device workspace of n_work bytes (cuda_workspace_bytes)
+  std::uintptr_t status = 0;  // schemes that solve (scheme_solves): one int32, set non-zero by a failed solve
   int deterministic = 0;
   bool cuda = false;
   // element counts of the buffers above, as the caller allocated them (checked by validate())
   long n_theta = 0, n_t = 0, n_p = 0, n_q = 0, n_in_b0 = 0, n_in_b1 = 0, n_in_b2 = 0;
-  long n_out0 = 0, n_out1 = 0, n_out2 = 0, n_thb = 0, n_work = 0;
+  long n_out0 = 0, n_out1 = 0, n_out2 = 0, n_thb = 0, n_work = 0, n_status = 0;
 };
 
 // Scratch of one lane value (one sample on CUDA, one block of samples on the CPU) for an operation, in

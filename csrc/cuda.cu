@@ -143,7 +143,7 @@ __global__ void k_rollout_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch) {
   const long Nds = a.N * ds;
   for (long s = tid; s < a.N; s += nthreads) {
     const Strided<S> p = sc, q = p + ds;
-    Stepper<0, S, S, Strided<S>> stp(nd, th, q + ds, S(a.omega));
+    Stepper<0, S, S, Strided<S>> stp(nd, th, q + ds, a.params);
     const S t = ((const S*)a.t)[s];
     for (int j = 0; j < d; ++j) {
       p[j] = ((const S*)a.p)[s * d + j];
@@ -165,6 +165,7 @@ __global__ void k_rollout_fwd(NetDesc nd, CallArgs a, bool sh, S* scratch) {
         }
       }
     }
+    if (stp.failed) report_failure(a.status);
   }
 }
 
@@ -185,7 +186,7 @@ __global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, S* pa
     const S z = live ? S(1) : S(0);
     const Strided<S> p = sc, q = p + ds, pb = q + ds, qb = pb + ds;
     // op_scratch's layout: p q p̄ q̄ (unused ds) | step
-    Stepper<0, S, S, Strided<S>> stp(nd, th, qb + 2 * ds, S(a.omega));
+    Stepper<0, S, S, Strided<S>> stp(nd, th, qb + 2 * ds, a.params);
     const S t = ((const S*)a.t)[s];
     const long last = a.trajectory ? a.steps * Nds : 0;
     for (int j = 0; j < ds; ++j) {
@@ -213,6 +214,7 @@ __global__ void k_rollout_bwd(NetDesc nd, CallArgs a, bool sh, S* scratch, S* pa
         }
     }
     fold_cotangent(a.scheme, d, pb, qb);
+    if (stp.failed) report_failure(a.status);
     if (live)
       for (int j = 0; j < d; ++j) {
         ((S*)a.out1)[s * d + j] = pb[j];
@@ -237,7 +239,7 @@ __global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, S* part
     const long s = live ? s0 : a.N - 1;
     const Strided<S> pb = sc, qb = pb + ds, TP = qb + ds, TQ = TP + (K + 1) * ds, GP = TQ + (K + 1) * ds,
                      GQ = GP + K * d;
-    Stepper<0, S, S, Strided<S>> stp(nd, th, GQ + K * d, S(a.omega));
+    Stepper<0, S, S, Strided<S>> stp(nd, th, GQ + K * d, a.params);
     for (int j = 0; j < d; ++j) {
       TP[j] = ((const S*)a.p)[s * d + j];
       TQ[j] = ((const S*)a.q)[s * d + j];
@@ -249,6 +251,7 @@ __global__ void k_loss_grad(NetDesc nd, CallArgs a, bool sh, S* scratch, S* part
       }
     const S loss = stp.window_loss(a.scheme, ((const S*)a.t)[s], S(a.h), K, TP, TQ, GP, GQ, live ? S(1) : S(0),
                                    S(a.scale), pb, qb, acc);
+    if (stp.failed) report_failure(a.status);
     if (live) {
       ((S*)a.out0)[s] = loss;
       for (int j = 0; j < d; ++j) {

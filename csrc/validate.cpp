@@ -31,8 +31,15 @@ void validate(Op op, const NetDesc& nd, const CallArgs& a) {
   if (rollout) {
     if (a.scheme < 0 || a.scheme >= kNumSchemes) fail("unknown scheme code " + std::to_string(a.scheme));
     if (!std::isfinite(a.h)) fail("the time step must be finite");
-    if (is_tao(a.scheme) && !(std::isfinite(a.omega) && a.omega > 0))
-      fail("Tao's scheme needs a finite coupling omega > 0, got " + std::to_string(a.omega));
+    if (is_tao(a.scheme) && !(std::isfinite(a.params[0]) && a.params[0] > 0))
+      fail("Tao's scheme needs a finite coupling omega > 0, got " + std::to_string(a.params[0]));
+    if (scheme_solves(a.scheme)) {
+      if (!(std::isfinite(a.params[0]) && a.params[0] >= 0))
+        fail("the solver tolerance must be >= 0 (0: the default), got " + std::to_string(a.params[0]));
+      if (!(a.params[1] >= 1 && a.params[1] <= 1e6))
+        fail("the solver's max_iter must be in [1, 1e6], got " + std::to_string(a.params[1]));
+      need("the solver status", a.status, a.n_status, 1);
+    }
     if (op == Op::LossGrad) {
       if (a.steps < 1) fail("a training window has steps >= 1, got " + std::to_string(a.steps));
       if (!std::isfinite(a.scale)) fail("the loss scale must be finite");

@@ -22,21 +22,21 @@ def test_opcheck_every_op(dtype):
     net, t, p, q, spec, hr = _args(dtype)
     th = net.theta.detach().clone().requires_grad_()
     pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
-    P, Q = fused.rollout_op(th.detach(), t, p, q, spec, hr, 0.1, 2, 0.0, 3)
+    P, Q = fused.rollout_op(th.detach(), t, p, q, spec, hr, 0.1, 2, [], 3)
     tao = fused.core.SCHEMES["tao4"]  # a scheme whose state (p | y), (q | x) is twice as wide
-    PT, QT = fused.rollout_op(th.detach(), t, p, q, spec, hr, 0.1, tao, 20.0, 2)
+    PT, QT = fused.rollout_op(th.detach(), t, p, q, spec, hr, 0.1, tao, [20.0], 2)
     cases = [
         (fused.hamiltonian_op, (th, t, pr, qr, spec, hr)),
         (fused.grad_op, (th, t, pr, qr, spec, hr)),
-        (fused.step_op, (th, t, pr, qr, spec, hr, 0.1, 2, 0.0)),
-        (fused.step_op, (th, t, pr, qr, spec, hr, 0.1, tao, 20.0)),
-        (fused.rollout_op, (th, t, pr, qr, spec, hr, 0.1, 3, 0.0, 4)),
-        (fused.rollout_op, (th, t, pr, qr, spec, hr, 0.1, tao, 20.0, 2)),
+        (fused.step_op, (th, t, pr, qr, spec, hr, 0.1, 2, [])),
+        (fused.step_op, (th, t, pr, qr, spec, hr, 0.1, tao, [20.0])),
+        (fused.rollout_op, (th, t, pr, qr, spec, hr, 0.1, 3, [], 4)),
+        (fused.rollout_op, (th, t, pr, qr, spec, hr, 0.1, tao, [20.0], 2)),
         (fused.grad_backward_op, (th.detach(), t, p, q, t, p, q, spec, hr)),
-        (fused.step_backward_op, (th.detach(), t, p, q, p, q, spec, hr, 0.1, 1, 0.0)),
-        (fused.step_backward_op, (th.detach(), t, p, q, PT[1], QT[1], spec, hr, 0.1, tao, 20.0)),
-        (fused.rollout_backward_op, (th.detach(), t, P, Q, P, Q, spec, hr, 0.1, 2, 0.0, 3)),
-        (fused.rollout_backward_op, (th.detach(), t, PT, QT, PT, QT, spec, hr, 0.1, tao, 20.0, 2)),
+        (fused.step_backward_op, (th.detach(), t, p, q, p, q, spec, hr, 0.1, 1, [])),
+        (fused.step_backward_op, (th.detach(), t, p, q, PT[1], QT[1], spec, hr, 0.1, tao, [20.0])),
+        (fused.rollout_backward_op, (th.detach(), t, P, Q, P, Q, spec, hr, 0.1, 2, [], 3)),
+        (fused.rollout_backward_op, (th.detach(), t, PT, QT, PT, QT, spec, hr, 0.1, tao, [20.0], 2)),
     ]
     for op, args in cases:
         torch.library.opcheck(op, args)

@@ -94,7 +94,7 @@ def test_inconsistent_arguments_raise(structure, N, what, off):
     else:
         steps = -off
     with pytest.raises((ValueError, TypeError)):
-        torch.ops.hinn.rollout(args["theta"], args["t"], args["p"], args["q"], spec, hr, 0.1, scheme, 1.0, steps)
+        torch.ops.hinn.rollout(args["theta"], args["t"], args["p"], args["q"], spec, hr, 0.1, scheme, [1.0], steps)
     if what not in ("scheme", "steps"):
         with pytest.raises((ValueError, TypeError)):
             torch.ops.hinn.grad(args["theta"], args["t"], args["p"], args["q"], spec, hr)

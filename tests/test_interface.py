@@ -86,7 +86,7 @@ def test_op_probes_raise_clear_errors():
     th, spec, hr = net.theta.detach(), fused.spec_of(net), net.resnet_step
     ops = torch.ops.hinn
     with pytest.raises(ValueError, match="q must have shape"):
-        ops.step(th, t, p, q[:10], spec, hr, 0.1, 1, 0.0)  # wrote past its output buffer before
+        ops.step(th, t, p, q[:10], spec, hr, 0.1, 1, [])  # wrote past its output buffer before
     with pytest.raises(ValueError, match="theta must have shape"):
         ops.grad(th[:3], t, p, q, spec, hr)
     with pytest.raises(ValueError, match=r"t must have shape \(20,\)"):
@@ -96,16 +96,16 @@ def test_op_probes_raise_clear_errors():
     with pytest.raises(ValueError, match="theta must have shape"):
         ops.grad(th, t, p, q, [2, 1, 64, 2, 0], hr)  # a width θ does not hold
     with pytest.raises(ValueError, match="q must have shape"):
-        ops.rollout(th, t, p, q[:, :1].contiguous(), spec, hr, 0.1, 1, 0.0, 3)
+        ops.rollout(th, t, p, q[:, :1].contiguous(), spec, hr, 0.1, 1, [], 3)
     with pytest.raises(ValueError, match="unknown scheme code"):
-        ops.step(th, t, p, q, spec, hr, 0.1, 99, 0.0)
+        ops.step(th, t, p, q, spec, hr, 0.1, 99, [])
     with pytest.raises(ValueError, match="coupling omega > 0"):
-        ops.step(th, t, p, q, spec, hr, 0.1, fused.core.SCHEMES["tao"], 0.0)
-    P, Q = ops.rollout(th, t, p, q, spec, hr, 0.1, 1, 0.0, 3)
+        ops.step(th, t, p, q, spec, hr, 0.1, fused.core.SCHEMES["tao"], [0.0])
+    P, Q = ops.rollout(th, t, p, q, spec, hr, 0.1, 1, [], 3)
     with pytest.raises(ValueError, match="P has 4 states"):
-        ops.rollout_backward(th, t, P, Q, P, Q, spec, hr, 0.1, 1, 0.0, 2)
+        ops.rollout_backward(th, t, P, Q, P, Q, spec, hr, 0.1, 1, [], 2)
     with pytest.raises(ValueError, match="the cotangent of P"):
-        ops.rollout_backward(th, t, P, Q, P[:, :5], Q, spec, hr, 0.1, 1, 0.0, 3)
+        ops.rollout_backward(th, t, P, Q, P[:, :5], Q, spec, hr, 0.1, 1, [], 3)
     with pytest.raises(AttributeError):
         net.width = 64  # structure is read-only
 

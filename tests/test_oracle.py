@@ -5,6 +5,7 @@ import torch
 from conftest import BACKENDS, RTOL, converted, random_net, random_state, rel_err
 
 import hinn
+from hinn.backends import fused
 
 # (dim, width, depth, time_dependent, activation): widths 1..64, depths 0..20, d 1..4
 GRID = [
@@ -93,4 +94,6 @@ def test_fused_float32_rollout(scheme, cpu_isa):
     net = converted(ref_net, torch.float32)
     with hinn.set_backend("fused"):
         got = _grads_of_rollout(net, t.float(), p.float(), q.float(), scheme, 5)
-    _compare(got, ref, 1e-5, f"fused float32 rollout {scheme}")
+    # an implicit step is exact only to its solve's tolerance, 1e-5 by default in float32 (implicit.py)
+    tol = 1e-4 if fused.core.scheme_solves(fused.core.SCHEMES[scheme]) else 1e-5
+    _compare(got, ref, tol, f"fused float32 rollout {scheme}")

@@ -8,19 +8,44 @@
 //   tao, tao4         Tao's explicit scheme (src/hinn/tao.py) of order 2 and 4 on the extended state
 //                     P = (p | y), Q = (q | x): width 2d, the copies (x, y) of (q, p) start on the diagonal
 //                     (lift_state) and the cotangents of both copies add up at the start (fold_cotangent)
+//   implicit_midpoint z̄ = z + h/2 f(t + h/2, z̄), z' = 2z̄ − z with f = (−∂qH, ∂pH), z = (p, q): Newton per
+//                     sample (src/hinn/implicit.py), its backward by the implicit function theorem
 // Each backward recomputes the stage points of its step from the step's input, then applies the
 // vector–Jacobian products of ∇H in reverse order.
 #pragma once
 #include <cmath>
+#include <cstdint>
 
 #include "network.h"
 
 namespace hinn {
 
-enum Scheme : int { kEuler = 0, kSymplecticEuler = 1, kLeapfrog = 2, kRK4 = 3, kTao = 4, kTao4 = 5, kNumSchemes };
+enum Scheme : int {
+  kEuler = 0,
+  kSymplecticEuler = 1,
+  kLeapfrog = 2,
+  kRK4 = 3,
+  kTao = 4,
+  kTao4 = 5,
+  kImplicitMidpoint = 6,
+  kNumSchemes
+};
 
 // The names the Python layer knows the schemes by (its registry maps names to these codes).
-constexpr const char* kSchemeNames[kNumSchemes] = {"euler", "symplectic_euler", "leapfrog", "rk4", "tao", "tao4"};
+constexpr const char* kSchemeNames[kNumSchemes] = {"euler", "symplectic_euler", "leapfrog", "rk4",
+                                                   "tao",   "tao4",             "implicit_midpoint"};
+
+// Whether a step solves an implicit equation (and may fail to converge: the call then sets its status).
+HINN_HD bool scheme_solves(int scheme) { return scheme == kImplicitMidpoint; }
+
+// A failed solve, from any thread: the call's status flag becomes non-zero.
+HINN_HD void report_failure(std::uintptr_t status) {
+#if defined(__CUDA_ARCH__)
+  atomicOr(reinterpret_cast<int*>(status), 1);
+#else
+  __atomic_store_n(reinterpret_cast<int*>(status), 1, __ATOMIC_RELAXED);
+#endif
+}
 
 HINN_HD bool is_tao(int scheme) { return scheme == kTao || scheme == kTao4; }
 // Tao: order-2 steps per step (the triple jump composes three for order 4)
@@ -36,6 +61,31 @@ HINN_HD double tao_offset(int scheme, int b) {
   if (scheme != kTao4) return 0.0;
   const double g = 1.0 / (2.0 - cbrt(2.0));
   return b == 0 ? 0.0 : b == 1 ? g : 1.0 - g;
+}
+
+// Parameter cotangents nobody wants (the Newton matrix's vector–Jacobian products).
+struct NoAcc {
+  template <class I, class X>
+  HINN_HD void operator()(I, const X&) const {}
+};
+
+// b ← A⁻¹ b (or A⁻ᵀ b) for a small m × m matrix A (row-major, overwritten), by Gaussian elimination
+// without pivoting: the Newton matrices here are I + O(h). A singular one gives non-finite values, which
+// the solve's convergence test then rejects.
+template <class Ptr>
+HINN_HD void solve_small(Ptr A, Ptr b, int m, bool transpose) {
+  auto at = [=](int i, int j) -> long { return transpose ? (long)j * m + i : (long)i * m + j; };
+  for (int k = 0; k < m; ++k)
+    for (int i = k + 1; i < m; ++i) {
+      const auto f = A[at(i, k)] / A[at(k, k)];
+      for (int j = k + 1; j < m; ++j) A[at(i, j)] -= f * A[at(k, j)];
+      b[i] -= f * b[k];
+    }
+  for (int i = m - 1; i >= 0; --i) {
+    auto acc = b[i];
+    for (int j = i + 1; j < m; ++j) acc -= A[at(i, j)] * b[j];
+    b[i] = acc / A[at(i, i)];
+  }
 }
 
 // Width of the state a scheme carries from step to step (Tao's copies double it).
@@ -64,13 +114,17 @@ HINN_HD void fold_cotangent(int scheme, int d, Ptr pb, Ptr qb) {
 // step keeps one at a time.
 HINN_HD int scheme_stages(int scheme) {
   if (is_tao(scheme)) return 4 * tao_jumps(scheme);
+  if (scheme == kImplicitMidpoint) return 1;
   return scheme == kEuler ? 1 : scheme == kSymplecticEuler ? 2 : scheme == kLeapfrog ? 3 : 4;
 }
+
+// The Stepper's small-state scratch: 12 d (stage states, cotangents) and a 2d × 2d Newton matrix.
+HINN_HD long st_size(int d) { return 12L * d + 4L * d * d; }
 
 // Work space of one lane value for one step, in lane values: `stages` stored primal passes (1 for a
 // forward step, scheme_stages(scheme) for its backward).
 HINN_HD long step_scratch(const NetDesc& nd, int stages) {
-  return 4L * nd.n_in() + 12L * nd.d + work_size(nd) + (long)stages * primal_size(nd);
+  return 4L * nd.n_in() + st_size(nd.d) + work_size(nd) + (long)stages * primal_size(nd);
 }
 
 // Ptr: how the scratch is addressed (strided.h); the state arguments p, q, … are of the same kind.
@@ -83,19 +137,28 @@ struct Stepper {
   Ptr g;     // n_in
   Ptr v;     // n_in
   Ptr xb;    // n_in
-  Ptr st;    // 12 d: stage states and cotangents
+  Ptr st;    // st_size(d): stage states and cotangents, a Newton matrix
   Ptr work;  // work_size
   Ptr prim;  // stored primal passes, one per stage
-  S omega;   // Tao's coupling
+  // the scheme's parameters (CallArgs::params): Tao's coupling ω; a solve's tolerance (0: the default of
+  // the precision, as in implicit.py) and iteration cap
+  S omega, tol;
+  int max_iter;
+  bool failed = false;  // a solve of this lane value did not converge (the driver reports it)
 
-  HINN_HD Stepper(const NetDesc& nd_, const S* th_, Ptr scratch, S omega_ = S(0)) : nd(nd_), th(th_), omega(omega_) {
+  HINN_HD Stepper(const NetDesc& nd_, const S* th_, Ptr scratch, const double* params = nullptr)
+      : nd(nd_),
+        th(th_),
+        omega(params ? S(params[0]) : S(0)),
+        tol(params && params[0] > 0 ? S(params[0]) : S(sizeof(S) == 8 ? 1e-13 : 1e-5)),
+        max_iter(params ? int(params[1]) : 0) {
     const int n = nd.n_in();
     x = scratch;
     g = x + n;
     v = g + n;
     xb = v + n;
     st = xb + n;
-    work = st + 12 * nd.d;
+    work = st + st_size(nd.d);
     prim = work + work_size(nd);
   }
 
@@ -111,13 +174,13 @@ struct Stepper {
   }
   // stores the primal pass at (t, p, q) in stage k (Full: everything a vjp_stage needs)
   template <bool Full = true>
-  HINN_HD V store(int k, V t, CPtr p, CPtr q) {
+  HINN_HDI V store(int k, V t, CPtr p, CPtr q) {
     load_x(t, p, q);
     return primal<W, Full>(nd, th, x, stage(k));
   }
   // gp = ∂pH, gq = ∂qH at (t, p, q), keeping the primal pass in stage k (for a later vjp_stage if Full)
   template <bool Full = true>
-  HINN_HD void grad(int k, V t, CPtr p, CPtr q, Ptr gp, Ptr gq) {
+  HINN_HDI void grad(int k, V t, CPtr p, CPtr q, Ptr gp, Ptr gq) {
     store<Full>(k, t, p, q);
     grad_from_primal<W>(nd, th, stage(k), g, work);
     const int d = nd.d, o = nd.time;
@@ -129,7 +192,7 @@ struct Stepper {
   // pb += ∂/∂p, qb += ∂/∂q of (vp·∂pH + vq·∂qH) at stage k's point (vp or vq null: zero);
   // parameter part to acc.
   template <class Acc>
-  HINN_HD void vjp_stage(int k, CPtr vp, CPtr vq, Ptr pb, Ptr qb, Acc& acc) {
+  HINN_HDI void vjp_stage(int k, CPtr vp, CPtr vq, Ptr pb, Ptr qb, Acc& acc) {
     const int d = nd.d, o = nd.time, n = nd.n_in();
     for (int i = 0; i < n; ++i) {
       v[i] = V{};
@@ -149,7 +212,7 @@ struct Stepper {
   // Tao's three exact flows on the extended state P = (p | y), Q = (q | x) (tao.py). Full: keep the
   // primal passes of the four gradient evaluations of order-2 step b in stages 4b..4b+3.
   template <bool Full>
-  HINN_HD void tao_sweep(int scheme, V t, S h, Ptr P, Ptr Q) {
+  HINN_HDI void tao_sweep(int scheme, V t, S h, Ptr P, Ptr Q) {
     const int d = nd.d;
     Ptr gp = st;
     Ptr gq = st + d;
@@ -197,7 +260,7 @@ struct Stepper {
   // Adjoint of tao_sweep from the step's input (P, Q); cotangents (PB, QB) of the output in, of the
   // input out.
   template <class Acc>
-  HINN_HD void tao_backward(int scheme, V t, S h, CPtr P0, CPtr Q0, Ptr PB, Ptr QB, Acc& acc) {
+  HINN_HDI void tao_backward(int scheme, V t, S h, CPtr P0, CPtr Q0, Ptr PB, Ptr QB, Acc& acc) {
     const int d = nd.d;
     Ptr a = st + 2 * d;
     Ptr b = st + 3 * d;
@@ -237,6 +300,96 @@ struct Stepper {
     }
   }
 
+  // The implicit midpoint rule's equation x = Φ(x) = z + h/2 f(tm, x), z = (p, q), x in X (2d): Newton from
+  // x = Φ(z) until every lane's max|x − Φ(x)| / (1 + max|x|) ≤ tol (implicit.py's test, per sample), at
+  // most max_iter steps; then stage 0 holds the (full) primal pass at the solution. A lane that has not
+  // converged sets `failed`.
+  HINN_HDI void midpoint_solve(V tm, S h, CPtr p, CPtr q, Ptr X) {
+    const int d = nd.d, m = 2 * d;
+    const S hh = h / S(2);
+    Ptr gp = st;
+    Ptr gq = st + d;
+    Ptr R = st + 6 * d;   // 2d: the residual, then the Newton step
+    Ptr A = st + 12 * d;  // (2d)²
+    grad<false>(0, tm, p, q, gp, gq);
+    for (int j = 0; j < d; ++j) {
+      X[j] = p[j] - hh * gq[j];
+      X[d + j] = q[j] + hh * gp[j];
+    }
+    for (int it = 0;; ++it) {
+      grad(0, tm, X, X + d, gp, gq);
+      for (int j = 0; j < d; ++j) {
+        R[j] = X[j] - (p[j] - hh * gq[j]);
+        R[d + j] = X[d + j] - (q[j] + hh * gp[j]);
+      }
+      bool done = true;
+      for (int l = 0; l < lanes<V>::n; ++l) {
+        double rmax = 0, xmax = 0;
+        bool finite = true;
+        for (int i = 0; i < m; ++i) {
+          const double r = fabs(double(lane(R[i], l))), x = fabs(double(lane(X[i], l)));
+          finite = finite && r <= 1e300 && x <= 1e300;  // false for NaN
+          rmax = r > rmax ? r : rmax;
+          xmax = x > xmax ? x : xmax;
+        }
+        done = done && finite && rmax / (1.0 + xmax) <= double(tol);
+      }
+      if (done) return;
+      if (it >= max_iter) {
+        failed = true;
+        return;
+      }
+      midpoint_matrix(hh, A);
+      solve_small(A, R, m, false);
+      for (int i = 0; i < m; ++i) X[i] -= R[i];
+    }
+  }
+  // A = I − ∂Φ/∂x at the point of stage 0, row by row from vector–Jacobian products of ∇H:
+  // Φ_p = p − h/2 ∂qH, Φ_q = q + h/2 ∂pH.
+  HINN_HDI void midpoint_matrix(S hh, Ptr A) {
+    const int d = nd.d, m = 2 * d;
+    Ptr e = st + 2 * d;    // d: a unit vector
+    Ptr row = st + 8 * d;  // 2d
+    NoAcc none;
+    for (int r = 0; r < m; ++r) {
+      for (int j = 0; j < d; ++j) e[j] = V{};
+      e[r % d] = V{} + S(1);
+      for (int i = 0; i < m; ++i) row[i] = V{};
+      if (r < d) vjp_stage(0, CPtr{}, e, row, row + d, none);  // ∂(∂q_r H)/∂(p, q)
+      else vjp_stage(0, e, CPtr{}, row, row + d, none);        // ∂(∂p_r H)/∂(p, q)
+      const S sgn = r < d ? hh : -hh;
+      for (int c = 0; c < m; ++c) A[(long)r * m + c] = sgn * row[c] + (c == r ? S(1) : S(0));
+    }
+  }
+  // Adjoint of the implicit midpoint step by the implicit function theorem: with x the solution and
+  // A = I − ∂Φ/∂x there, Aᵀμ = 2ḡ; the input's cotangent is μ − ḡ and θ's is (∂Φ/∂θ)ᵀμ.
+  template <class Acc>
+  HINN_HDI void midpoint_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
+    const int d = nd.d, m = 2 * d;
+    const S hh = h / S(2);
+    Ptr a = st + 2 * d;
+    Ptr b = st + 3 * d;
+    Ptr X = st + 4 * d;
+    Ptr mu = st + 6 * d;
+    Ptr junk = st + 8 * d;
+    Ptr A = st + 12 * d;
+    midpoint_solve(t + hh, h, p, q, X);
+    midpoint_matrix(hh, A);
+    for (int j = 0; j < d; ++j) {
+      mu[j] = S(2) * pb[j];
+      mu[d + j] = S(2) * qb[j];
+    }
+    solve_small(A, mu, m, true);
+    for (int j = 0; j < d; ++j) {
+      pb[j] = mu[j] - pb[j];
+      qb[j] = mu[d + j] - qb[j];
+      a[j] = hh * mu[d + j];  // Φ = z + h/2 (−∂qH, ∂pH): μ_q weighs ∂pH, −μ_p weighs ∂qH
+      b[j] = -hh * mu[j];
+    }
+    for (int i = 0; i < m; ++i) junk[i] = V{};
+    vjp_stage(0, a, b, junk, junk + d, acc);  // the state part is the solve's, already in μ
+  }
+
   // In place: (p, q) at time t -> (p', q') at t + h (the scheme's state: state_dim wide).
   HINN_HD void forward(int scheme, V t, S h, Ptr p, Ptr q) {
     const int d = nd.d;
@@ -244,6 +397,13 @@ struct Stepper {
     Ptr gq = st + d;
     if (is_tao(scheme)) {
       tao_sweep<false>(scheme, t, h, p, q);
+    } else if (scheme == kImplicitMidpoint) {
+      Ptr X = st + 4 * d;
+      midpoint_solve(t + h / S(2), h, p, q, X);
+      for (int j = 0; j < d; ++j) {
+        p[j] = S(2) * X[j] - p[j];
+        q[j] = S(2) * X[d + j] - q[j];
+      }
     } else if (scheme == kEuler) {
       grad<false>(0, t, p, q, gp, gq);
       for (int j = 0; j < d; ++j) {
@@ -306,6 +466,8 @@ struct Stepper {
     Ptr b = st + 3 * d;
     if (is_tao(scheme)) {
       tao_backward(scheme, t, h, p, q, pb, qb, acc);
+    } else if (scheme == kImplicitMidpoint) {
+      midpoint_backward(t, h, p, q, pb, qb, acc);
     } else if (scheme == kEuler) {
       store(0, t, p, q);
       for (int j = 0; j < d; ++j) {

@@ -5,9 +5,14 @@
 
 #if defined(__CUDACC__)
 #define HINN_HD __host__ __device__ __forceinline__
+#define HINN_HDI __host__ __device__ inline
 #else
 #define HINN_HD inline __attribute__((always_inline))
+#define HINN_HDI inline
 #endif
+// HINN_HD: small helpers, always inlined. HINN_HDI: a network pass or a scheme's sub-step, inlined where the
+// compiler finds it pays; forcing them into every call site multiplied the code (and the build time) by
+// the number of call sites without making the kernels faster (benchmarks/RESULTS.md).
 
 namespace hinn {
 

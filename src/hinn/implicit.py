@@ -19,8 +19,10 @@ through Φ once more with the graph attached, and a hook on it replaces the inco
 with (I − ∂Φ/∂x)ᵀ μ = g, solved exactly per sample; autograd then carries μ to θ and to the step's
 inputs. Memory per step: the states and one evaluation of the gradient.
 
-These schemes run in Python over any backend's ``grad`` (the fused backend's ∇H included); they are not
-in the compiled core.
+The implicit midpoint rule also runs in the compiled core on the fused backend (``csrc/hinn/integrators.h``:
+the same Newton iteration and convergence test per sample, the same adjoint; a failed solve raises
+:class:`SolverError` there too, with no fixed-point fallback). The implicit leapfrog, and both schemes on
+the other backends, run here in Python over the backend's ``grad``.
 """
 
 from __future__ import annotations
@@ -107,11 +109,13 @@ class _Implicit(Scheme):
         return f"{type(self).__name__}(tol={self.tol}, max_iter={self.max_iter})"
 
 
-@register_scheme
 class ImplicitMidpoint(_Implicit):
     """Implicit midpoint rule: order 2, symplectic and symmetric for every smooth H."""
 
     name, order, general_order = "implicit_midpoint", 2, 2
+
+    def compiled_as(self, h):
+        return self.name, (self.tol or 0.0, self.max_iter)  # tol 0: the default of the precision
 
     def step(self, grad: GradFn, t: Tensor, p: Tensor, q: Tensor, h: float) -> Tuple[Tensor, Tensor]:
         d = p.shape[1]
@@ -148,5 +152,7 @@ class ImplicitLeapfrog(_Implicit):
         q1 = solve_fixed_point(phi_q, (q + h * gp0).detach(), self.tol, self.max_iter, self.name)
         return ph - hh * grad(t + h, ph, q1)[1], q1
 
+
+register_scheme(ImplicitMidpoint, compiled=True)
 
 __all__ = ["ImplicitLeapfrog", "ImplicitMidpoint", "SolverError", "solve_fixed_point"]

@@ -65,11 +65,11 @@ class Scheme:
                 Q.append(q)
         return (torch.stack(P), torch.stack(Q)) if trajectory else (p, q)
 
-    def compiled_as(self, h: float) -> "Tuple[str, float] | None":
-        """The compiled core's name for a step of size h of this scheme, with its parameter (Tao's
-        coupling ω, else 0), or None when the core has no such scheme. Consulted only for the classes
-        registered with ``compiled=True``."""
-        return self.name, 0.0
+    def compiled_as(self, h: float) -> "Tuple[str, Tuple[float, ...]] | None":
+        """The compiled core's name for a step of size h of this scheme, with its parameters (Tao's
+        coupling ω; a solve's tolerance and iteration cap), or None when the core has no such scheme.
+        Consulted only for the classes registered with ``compiled=True``."""
+        return self.name, ()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -119,7 +119,7 @@ class Tao(Scheme):
     def compiled_as(self, h):
         self._check_coupling(h)
         name = {2: "tao", 4: "tao4"}.get(self.order)
-        return None if name is None else (name, self.omega)
+        return None if name is None else (name, (self.omega,))
 
     def step(self, grad, t, p, q, h):
         p, q, _, _ = self.extended_step(grad, t, p, q, q, p, h)

@@ -151,6 +151,11 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
         deterministic=torch.are_deterministic_algorithms_enabled(),
     )
     desc = _desc(tuple(int(s) for s in spec), float(hr))
+    # a scheme that solves reports non-convergence through a flag (reading it waits for a CUDA call)
+    status = None
+    if "scheme" in args and core.scheme_solves(args["scheme"]):
+        status = torch.zeros(1, dtype=torch.int32, device=x.device)
+        kw["status"] = (status.data_ptr(), 1)
     if x.is_cuda:
         with torch.cuda.device(x.device):
             stream = torch.cuda.current_stream(x.device).cuda_stream
@@ -161,6 +166,18 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
             core.call(core.OPS[op], desc, stream=stream, work=(work.data_ptr(), n), **common, **kw)
     else:
         core.call(core.OPS[op], desc, **common, **kw)
+    if status is not None and int(status.item()):
+        from ..implicit import SolverError
+
+        raise SolverError(
+            f"{_scheme_name(args['scheme'])}: the implicit equation did not converge in "
+            f"{int(args['params'][1])} iterations in the compiled core; use a smaller time step h, or raise "
+            "max_iter / tol"
+        )
+
+
+def _scheme_name(code: int) -> str:
+    return next((k for k, v in core.SCHEMES.items() if v == code), str(code))
 
 
 def _c(x: Tensor) -> Tensor:
@@ -276,11 +293,14 @@ hamiltonian_op.register_autograd(_ham_bwd, setup_context=_grad_setup)
 # ----------------------------------------------------------------------------- step and rollout
 # A step is a rollout of one step that returns the final state instead of the trajectory: both ops share
 # one forward and one backward launch.
-def _check_scheme(op: str, scheme: int, h: float, steps: int, omega: float, chk=EAGER) -> None:
+def _check_scheme(op: str, scheme: int, h: float, steps: int, params: List[float], chk=EAGER) -> None:
     value, _ = chk
     n = len(core.SCHEMES) if core is not None else 4
     value(0 <= scheme < n, lambda: f"hinn::{op}: unknown scheme code {scheme}")
-    value(omega == omega and abs(omega) != float("inf"), lambda: f"hinn::{op}: omega must be finite, got {omega}")
+    value(
+        len(params) <= 2 and all(x == x and abs(x) != float("inf") for x in params),
+        lambda: f"hinn::{op}: a scheme has at most 2 finite parameters, got {params}",
+    )
     value(h == h and abs(h) != float("inf"), lambda: f"hinn::{op}: h must be finite, got {h}")
     value(steps >= 0, lambda: f"hinn::{op}: steps must be >= 0, got {steps}")
 
@@ -295,50 +315,58 @@ def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
     return tuple(lead) + (p.shape[-2], _state_dim(scheme, p.shape[-1]))
 
 
-def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, steps, trajectory):
+def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     shape = _state_shape(p, scheme, (steps + 1,) if trajectory else ())
     P, Q = p.new_empty(shape), q.new_empty(shape)
     _launch(
         "rollout", spec, hr, p, p.shape[0],
-        theta=theta, t=t, p=p, q=q, out1=P, out2=Q, scheme=scheme, omega=omega, h=h, steps=steps,
+        theta=theta, t=t, p=p, q=q, out1=P, out2=Q, scheme=scheme, params=params, h=h, steps=steps,
         trajectory=trajectory,
     )  # fmt: skip
     return P, Q
 
 
-def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, trajectory):
+def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, trajectory):
     theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
     N, d = P.shape[-2], spec[0]
     p0b, q0b, thb = P.new_empty((N, d)), Q.new_empty((N, d)), torch.empty_like(theta)
     _launch(
         "rollout_backward", spec, hr, P, N,
         theta=theta, t=t, p=P, q=Q, in_b1=Pb, in_b2=Qb, out1=p0b, out2=q0b, thb=thb,
-        scheme=scheme, omega=omega, h=h, steps=steps, trajectory=trajectory,
+        scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory,
     )  # fmt: skip
     return p0b, q0b, thb
 
 
 @torch.library.custom_op("hinn::step", mutates_args=())
 def step_op(
-    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, omega: float
+    theta: Tensor,
+    t: Tensor,
+    p: Tensor,
+    q: Tensor,
+    spec: List[int],
+    hr: float,
+    h: float,
+    scheme: int,
+    params: List[float],
 ) -> Tuple[Tensor, Tensor]:
     _check_inputs("step", theta, t, p, q, spec, hr)
-    _check_scheme("step", scheme, h, 1, omega)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, 1, False)
+    _check_scheme("step", scheme, h, 1, params)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False)
 
 
 @step_op.register_fake
-def _(theta, t, p, q, spec, hr, h, scheme, omega):
+def _(theta, t, p, q, spec, hr, h, scheme, params):
     _check_inputs("step", theta, t, p, q, spec, hr, chk=TRACED)
-    _check_scheme("step", scheme, h, 1, omega, chk=TRACED)
+    _check_scheme("step", scheme, h, 1, params, chk=TRACED)
     shape = _state_shape(p, scheme)
     return p.new_empty(shape), q.new_empty(shape)
 
 
-def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, chk=EAGER):
+def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, chk=EAGER):
     _check_inputs("step_backward", theta, t, p, q, spec, hr, chk=chk)
-    _check_scheme("step_backward", scheme, h, 1, omega, chk)
+    _check_scheme("step_backward", scheme, h, 1, params, chk)
     _check_like("step_backward", "the cotangent of p'", pb, p, _state_shape(p, scheme), chk)
     _check_like("step_backward", "the cotangent of q'", qb, p, _state_shape(p, scheme), chk)
 
@@ -346,22 +374,22 @@ def _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, chk
 @torch.library.custom_op("hinn::step_backward", mutates_args=())
 def step_backward_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, pb: Tensor, qb: Tensor, spec: List[int], hr: float, h: float,
-    scheme: int, omega: float,
+    scheme: int, params: List[float],
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega)
-    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, 1, False)
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
+    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False)
 
 
 @step_backward_op.register_fake
-def _(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega):
-    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, omega, chk=TRACED)
+def _(theta, t, p, q, pb, qb, spec, hr, h, scheme, params):
+    _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, chk=TRACED)
     return torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
 def _step_setup(ctx, inputs, output):
-    theta, t, p, q, spec, hr, h, scheme, omega = inputs
+    theta, t, p, q, spec, hr, h, scheme, params = inputs
     ctx.save_for_backward(theta, t, p, q)
-    ctx.args = (spec, hr, h, scheme, omega)
+    ctx.args = (spec, hr, h, scheme, params)
 
 
 def _step_bwd(ctx, pb, qb):
@@ -378,26 +406,26 @@ step_op.register_autograd(_step_bwd, setup_context=_step_setup)
 
 @torch.library.custom_op("hinn::rollout", mutates_args=())
 def rollout_op(
-    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int, omega: float,
-    steps: int,
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int,
+    params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor]:  # fmt: skip
     _check_inputs("rollout", theta, t, p, q, spec, hr)
-    _check_scheme("rollout", scheme, h, steps, omega)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, steps, True)
+    _check_scheme("rollout", scheme, h, steps, params)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True)
 
 
 @rollout_op.register_fake
-def _(theta, t, p, q, spec, hr, h, scheme, omega, steps):
+def _(theta, t, p, q, spec, hr, h, scheme, params, steps):
     _check_inputs("rollout", theta, t, p, q, spec, hr, chk=TRACED)
-    _check_scheme("rollout", scheme, h, steps, omega, chk=TRACED)
+    _check_scheme("rollout", scheme, h, steps, params, chk=TRACED)
     shape = _state_shape(p, scheme, (steps + 1,))
     return p.new_empty(shape), q.new_empty(shape)
 
 
-def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, chk=EAGER):
+def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, chk=EAGER):
     width = _state_dim(scheme, spec[0]) if len(spec) == 5 else None
     _check_inputs("rollout_backward", theta, t, P, Q, spec, hr, lead=(steps + 1,), chk=chk, width=width)
-    _check_scheme("rollout_backward", scheme, h, steps, omega, chk)
+    _check_scheme("rollout_backward", scheme, h, steps, params, chk)
     chk[0](
         P.shape[0] == steps + 1, lambda: f"hinn::rollout_backward: P has {P.shape[0]} states, steps + 1 = {steps + 1}"
     )
@@ -408,24 +436,24 @@ def _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, 
 @torch.library.custom_op("hinn::rollout_backward", mutates_args=())
 def rollout_backward_op(
     theta: Tensor, t: Tensor, P: Tensor, Q: Tensor, Pb: Tensor, Qb: Tensor, spec: List[int], hr: float, h: float,
-    scheme: int, omega: float, steps: int,
+    scheme: int, params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps)
-    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, True)
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
+    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True)
 
 
 @rollout_backward_op.register_fake
-def _(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps):
-    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, omega, steps, chk=TRACED)
+def _(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps):
+    _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, chk=TRACED)
     shape = (P.shape[1], spec[0])
     return P.new_empty(shape), Q.new_empty(shape), torch.empty_like(theta)
 
 
 def _rollout_setup(ctx, inputs, output):
-    theta, t, p, q, spec, hr, h, scheme, omega, steps = inputs
+    theta, t, p, q, spec, hr, h, scheme, params, steps = inputs
     P, Q = output
     ctx.save_for_backward(theta, t, P, Q)
-    ctx.args = (spec, hr, h, scheme, omega, steps)
+    ctx.args = (spec, hr, h, scheme, params, steps)
 
 
 def _rollout_bwd(ctx, Pb, Qb):
@@ -486,13 +514,13 @@ class _Grad(torch.autograd.Function):
 
 class _Integrate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, theta, t, p, q, spec, hr, h, scheme, omega, steps, trajectory):
+    def forward(ctx, theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
         op = "rollout" if trajectory else "step"
         _check_inputs(op, theta, t, p, q, spec, hr)
-        _check_scheme(op, scheme, h, steps, omega)
-        P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, omega, steps, trajectory)
+        _check_scheme(op, scheme, h, steps, params)
+        P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory)
         ctx.save_for_backward(theta, t, *((P, Q) if trajectory else (p, q)))
-        ctx.args = (spec, hr, h, scheme, omega, steps, trajectory)
+        ctx.args = (spec, hr, h, scheme, params, steps, trajectory)
         return P, Q
 
     @staticmethod
@@ -509,7 +537,7 @@ class _Integrate(torch.autograd.Function):
 # ----------------------------------------------------------------------------- training windows
 def window_loss_grad(
     theta: Tensor, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, spec: Sequence[int], hr: float,
-    h: float, scheme: int, scale: float, omega: float = 0.0,
+    h: float, scheme: int, scale: float, params: Sequence[float] = (),
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor]:  # fmt: skip
     """The trajectory loss of M training windows and its gradients in one compiled call, no autograd.
 
@@ -520,7 +548,7 @@ def window_loss_grad(
     """
     _check_inputs("window_loss", theta, t0, p0, q0, spec, hr)
     K = P.shape[0] if P.dim() == 3 else 0
-    _check_scheme("window_loss", scheme, h, K, omega)
+    _check_scheme("window_loss", scheme, h, K, params)
     _eager_value(K >= 1, lambda: f"hinn::window_loss: targets must be (K >= 1, M, d), got {tuple(P.shape)}")
     _eager_value(scale == scale and abs(scale) != float("inf"), lambda: "hinn::window_loss: scale must be finite")
     _check_like("window_loss", "the target P", P, p0, (K,) + tuple(p0.shape))
@@ -530,7 +558,7 @@ def window_loss_grad(
     _launch(
         "loss_grad", spec, hr, p0, p0.shape[0],
         theta=theta, t=t0, p=p0, q=q0, in_b1=P, in_b2=Q, out0=losses, out1=p0b, out2=q0b, thb=thb,
-        scheme=scheme, omega=omega, h=h, steps=K, scale=scale,
+        scheme=scheme, params=params, h=h, steps=K, scale=scale,
     )  # fmt: skip
     return losses, p0b, q0b, thb
 
@@ -547,10 +575,10 @@ def spec_of(net) -> List[int]:
     return [net.dim, int(net.time_dependent), net.width, net.depth, core.ACTIVATIONS[net.activation]]
 
 
-def scheme_code(scheme, h: float) -> Optional[Tuple[int, float]]:
-    """(the core's code, its coupling ω or 0) for a step of size h of ``scheme`` when the core implements
-    exactly this scheme, else None (a user's subclass of a built-in scheme runs its own ``step`` in
-    Python, as does a Tao scheme of an order the core lacks)."""
+def scheme_code(scheme, h: float) -> Optional[Tuple[int, List[float]]]:
+    """(the core's code, the scheme's parameters) for a step of size h of ``scheme`` when the core
+    implements exactly this scheme, else None (a user's subclass of a built-in scheme runs its own
+    ``step`` in Python, as does a Tao scheme of an order the core lacks)."""
     from ..integrators import COMPILED_SCHEMES
 
     cls = type(scheme)
@@ -559,7 +587,7 @@ def scheme_code(scheme, h: float) -> Optional[Tuple[int, float]]:
     found = scheme.compiled_as(h)
     if found is None or found[0] not in core.SCHEMES:
         return None
-    return core.SCHEMES[found[0]], found[1]
+    return core.SCHEMES[found[0]], [float(x) for x in found[1]]
 
 
 class FusedBackend(Backend):
@@ -585,16 +613,16 @@ class FusedBackend(Backend):
         found = scheme_code(scheme, h)
         if found is None:
             return None
-        code, omega = found
+        code, params = found
         spec = spec_of(net)
         if not trajectory and steps != 1:
             raise ValueError(f"a single fused step has steps = 1, got {steps}")
         if _eager():
-            P, Q = _Integrate.apply(net.theta, t, p, q, spec, net.resnet_step, h, code, omega, steps, trajectory)
+            P, Q = _Integrate.apply(net.theta, t, p, q, spec, net.resnet_step, h, code, params, steps, trajectory)
         elif trajectory:
-            P, Q = rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, omega, steps)
+            P, Q = rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, params, steps)
         else:
-            P, Q = step_op(net.theta, t, p, q, spec, net.resnet_step, h, code, omega)
+            P, Q = step_op(net.theta, t, p, q, spec, net.resnet_step, h, code, params)
         d = spec[0]
         # the observed part of the scheme's state (Tao's copies are dropped; their gradient is zero)
         return (P, Q) if P.shape[-1] == d else (P[..., :d], Q[..., :d])
@@ -603,8 +631,8 @@ class FusedBackend(Backend):
         found = scheme_code(scheme, h)
         if found is None:
             return None
-        code, omega = found
+        code, params = found
         losses, _, _, thb = window_loss_grad(
-            net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale, omega
+            net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale, params
         )
         return losses, thb
