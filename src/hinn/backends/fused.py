@@ -154,6 +154,11 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
     # a scheme that solves reports non-convergence through a flag (reading it waits for a CUDA call)
     status = None
     if "scheme" in args and core.scheme_solves(args["scheme"]):
+        if x.is_cuda and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                f"{_scheme_name(args['scheme'])} cannot run inside a CUDA graph: whether its solves converged is "
+                "read on the host after every call; train it without cuda_graph"
+            )
         status = torch.zeros(1, dtype=torch.int32, device=x.device)
         kw["status"] = (status.data_ptr(), 1)
     if x.is_cuda:
