@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import (
+    BACKENDS,
     ToyHamiltonian,
     assert_backends_agree,
     assert_matches_finite_differences,
@@ -191,3 +192,16 @@ def test_implicit_leapfrog_is_leapfrog_for_separable_h():
     a = hinn.step(Pendulum(), 0.0, p, q, 0.1, "implicit_leapfrog")
     b = hinn.step(Pendulum(), 0.0, p, q, 0.1, "leapfrog")
     assert rel_err(a[0], b[0]) < 1e-13 and rel_err(a[1], b[1]) < 1e-13
+
+
+@pytest.mark.parametrize("scheme", IMPLICIT)
+def test_an_empty_batch_steps_to_an_empty_batch(scheme):
+    for backend in BACKENDS:
+        net = random_net(1, 3, 1, False, "tanh", 0)
+        net.backend = backend
+        p = torch.zeros(0, 1, dtype=torch.float64, requires_grad=True)
+        P, Q = hinn.rollout(
+            net, torch.zeros(0, dtype=torch.float64), p, torch.zeros(0, 1, dtype=torch.float64), 0.1, 2, scheme
+        )
+        g_p, g_th = torch.autograd.grad((P**2).sum() + Q.sum(), [p, net.theta])
+        assert P.shape == (3, 0, 1) and g_p.shape == (0, 1) and float(g_th.abs().sum()) == 0.0

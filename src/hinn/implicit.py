@@ -61,6 +61,8 @@ def solve_fixed_point(
     differentiable with respect to whatever Φ depends on, with the implicit function theorem's exact
     gradient. ``tol`` bounds max|x − Φ(x)| / (1 + max|x|) (None: 1e-13 in float64, 1e-5 in float32)."""
     tol = _default_tol(x0) if tol is None else tol
+    if x0.numel() == 0:  # no samples: nothing to solve (and no maximum to take)
+        return phi(x0.detach())
     x = x0.detach()
     res = float("inf")
     with torch.enable_grad():
