@@ -29,6 +29,10 @@ class _PythonMidpoint(hinn.ImplicitMidpoint):
     """The implicit midpoint rule as a user's subclass: its Newton iterations run in Python."""
 
 
+class _PythonLeapfrog(hinn.ImplicitLeapfrog):
+    """The implicit leapfrog as a user's subclass: its Newton iterations run in Python."""
+
+
 class _PythonTao(hinn.Tao):
     """Tao's scheme as a user's subclass: the compiled core runs only the registered classes, so this one
     runs its Python sub-flows over the backend's ∇H (what every backend did before the core had it)."""
@@ -88,11 +92,12 @@ def main() -> None:
         ("leapfrog", "compiled window loss", step_time("leapfrog"), "—"),
         ("leapfrog", "compiled step op + autograd loss", step_time("leapfrog", compiled=False), "—"),
     ]
-    rows.append(("implicit_midpoint", "compiled window loss (Newton + implicit-function-theorem adjoint)",
-                 step_time("implicit_midpoint"), "as below"))  # fmt: skip
+    for name in ("implicit_midpoint", "implicit_leapfrog"):
+        rows.append((name, "compiled window loss (Newton + implicit-function-theorem adjoint)",
+                     step_time(name), "as below"))  # fmt: skip
     implicit.solve_fixed_point, implicit._jacobian = counting_solve, counting_jac
     try:
-        for name, scheme in (("implicit_midpoint", _PythonMidpoint()), ("implicit_leapfrog", "implicit_leapfrog")):
+        for name, scheme in (("implicit_midpoint", _PythonMidpoint()), ("implicit_leapfrog", _PythonLeapfrog())):
             newton.update(n=0, solves=0)
             ms = step_time(scheme)
             its = (newton["n"] - newton["solves"]) / max(newton["solves"], 1)  # one Jacobian per solve is the adjoint's

@@ -133,29 +133,32 @@ def test_non_converging_solve_raises():
 
 
 @requires_fused
+@pytest.mark.parametrize("scheme", IMPLICIT)
 @pytest.mark.parametrize("width", [5, 16])
-def test_the_compiled_midpoint_rule_matches_its_python_solve(width, cpu_isa):
-    """The fused backend runs the implicit midpoint rule in the core (Newton per sample, the adjoint by the
+def test_the_compiled_solves_match_the_python_solve(scheme, width, cpu_isa):
+    """The fused backend runs both implicit schemes in the core (Newton per sample, the adjoint by the
     implicit function theorem); a subclass, which always runs the Python solve, gives the same numbers —
     steps, rollouts and the training window loss, on every CPU build."""
     from hinn.backends import fused
     from hinn.objectives import TrajectoryObjective
 
-    class PythonMidpoint(hinn.ImplicitMidpoint):
+    Compiled = hinn.integrators.get_scheme(scheme).__class__
+
+    class PythonSolve(Compiled):
         pass
 
     net = random_net(2, width, 2, True, "tanh", 5)  # width 16: the blocked kernels on the SIMD builds
     net.backend = "fused"
     t, p, q = random_state(37, 2, 6)  # 37: partial SIMD blocks
     outs = []
-    for sch in (hinn.ImplicitMidpoint(), PythonMidpoint()):
+    for sch in (Compiled(), PythonSolve()):
         pr = p.clone().requires_grad_()
         P, Q = hinn.rollout(net, t, pr, q, 0.1, 3, sch)
         p1, _ = hinn.step(net, t, pr, q, 0.1, sch)
         outs.append((P, Q, p1) + torch.autograd.grad((P**2).sum() + Q.sum() + p1.sum(), [pr, net.theta]))
         obj = TrajectoryObjective(t, p, q, P[1:].detach() + 0.01, Q[1:].detach(), 0.1, sch)
         net.theta.grad = None
-        if sch.__class__ is PythonMidpoint:
+        if sch.__class__ is PythonSolve:
             assert obj.loss_and_grad(net) is None  # no compiled window loss for a subclass
             loss = obj.loss(net)
             outs[-1] += (loss, torch.autograd.grad(loss, net.theta)[0])
@@ -164,18 +167,20 @@ def test_the_compiled_midpoint_rule_matches_its_python_solve(width, cpu_isa):
             outs[-1] += (loss, grads[net.theta])
     for a, b in zip(*outs):
         assert rel_err(a, b) < 1e-11
-    assert fused.scheme_code(hinn.ImplicitMidpoint(), 0.1)[0] == fused.core.SCHEMES["implicit_midpoint"]
+    assert fused.scheme_code(Compiled(), 0.1)[0] == fused.core.SCHEMES[scheme]
 
 
 @requires_fused
-def test_a_compiled_solve_that_does_not_converge_raises():
+@pytest.mark.parametrize("scheme", IMPLICIT)
+def test_a_compiled_solve_that_does_not_converge_raises(scheme):
+    Scheme = hinn.integrators.get_scheme(scheme).__class__
     net = random_net(1, 8, 2, True, "tanh", 1)
     net.backend = "fused"
     t, p, q = random_state(5, 1, 2)
     with pytest.raises(SolverError, match="did not converge in 2 iterations in the compiled core"):
-        hinn.rollout(net, t, 10 * p, q, 20.0, 2, hinn.ImplicitMidpoint(max_iter=2))
+        hinn.rollout(net, t, 10 * p, q, 20.0, 2, Scheme(max_iter=2))
     with pytest.raises(SolverError, match="did not converge"):
-        hinn.step(net, t, 3 * p, q, 2.0, hinn.ImplicitMidpoint(max_iter=1))
+        hinn.step(net, t, 3 * p, q, 2.0, Scheme(max_iter=1))
 
 
 def test_implicit_leapfrog_is_leapfrog_for_separable_h():

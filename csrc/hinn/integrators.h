@@ -10,6 +10,8 @@
 //                     (lift_state) and the cotangents of both copies add up at the start (fold_cotangent)
 //   implicit_midpoint z̄ = z + h/2 f(t + h/2, z̄), z' = 2z̄ − z with f = (−∂qH, ∂pH), z = (p, q): Newton per
 //                     sample (src/hinn/implicit.py), its backward by the implicit function theorem
+//   implicit_leapfrog p½ = p − h/2 ∂qH(t,p½,q); q' = q + h/2 [∂pH(t,p½,q) + ∂pH(t+h,p½,q')];
+//                     p' = p½ − h/2 ∂qH(t+h,p½,q'): two solves of width d, the same Newton and adjoint
 // Each backward recomputes the stage points of its step from the step's input, then applies the
 // vector–Jacobian products of ∇H in reverse order.
 #pragma once
@@ -28,15 +30,17 @@ enum Scheme : int {
   kTao = 4,
   kTao4 = 5,
   kImplicitMidpoint = 6,
+  kImplicitLeapfrog = 7,
   kNumSchemes
 };
 
 // The names the Python layer knows the schemes by (its registry maps names to these codes).
 constexpr const char* kSchemeNames[kNumSchemes] = {"euler", "symplectic_euler", "leapfrog", "rk4",
-                                                   "tao",   "tao4",             "implicit_midpoint"};
+                                                   "tao",   "tao4",             "implicit_midpoint",
+                                                   "implicit_leapfrog"};
 
 // Whether a step solves an implicit equation (and may fail to converge: the call then sets its status).
-HINN_HD bool scheme_solves(int scheme) { return scheme == kImplicitMidpoint; }
+HINN_HD bool scheme_solves(int scheme) { return scheme == kImplicitMidpoint || scheme == kImplicitLeapfrog; }
 
 // A failed solve, from any thread: the call's status flag becomes non-zero.
 HINN_HD void report_failure(std::uintptr_t status) {
@@ -115,6 +119,7 @@ HINN_HD void fold_cotangent(int scheme, int d, Ptr pb, Ptr qb) {
 HINN_HD int scheme_stages(int scheme) {
   if (is_tao(scheme)) return 4 * tao_jumps(scheme);
   if (scheme == kImplicitMidpoint) return 1;
+  if (scheme == kImplicitLeapfrog) return 2;
   return scheme == kEuler ? 1 : scheme == kSymplecticEuler ? 2 : scheme == kLeapfrog ? 3 : 4;
 }
 
@@ -300,34 +305,28 @@ struct Stepper {
     }
   }
 
-  // The implicit midpoint rule's equation x = Φ(x) = z + h/2 f(tm, x), z = (p, q), x in X (2d): Newton from
-  // x = Φ(z) until every lane's max|x − Φ(x)| / (1 + max|x|) ≤ tol (implicit.py's test, per sample), at
-  // most max_iter steps; then stage 0 holds the (full) primal pass at the solution. A lane that has not
-  // converged sets `failed`.
-  HINN_HDI void midpoint_solve(V tm, S h, CPtr p, CPtr q, Ptr X) {
-    const int d = nd.d, m = 2 * d;
-    const S hh = h / S(2);
+  // An implicit equation on the block [lo, hi) of z = (p | q) held in Z (2d; the rest of Z is fixed):
+  //   Z[lo:hi] = C[lo:hi] + hh f(tt, Z)[lo:hi],  f = (−∂qH, ∂pH),  C = (Cp | Cq)
+  // (the implicit midpoint rule: the whole of z; the implicit leapfrog: p½, then q'). Newton from the
+  // guess in Z until every lane's max|x − Φ(x)| / (1 + max|x|) ≤ tol over the block (implicit.py's test,
+  // per sample), at most max_iter steps. On return stage k holds the full primal pass at the solution and
+  // gp, gq (st, st + d) ∇H there; a lane that has not converged sets `failed`.
+  HINN_HDI void solve(int k, V tt, S hh, int lo, int hi, CPtr Cp, CPtr Cq, Ptr Z) {
+    const int d = nd.d, m = hi - lo;
     Ptr gp = st;
     Ptr gq = st + d;
-    Ptr R = st + 6 * d;   // 2d: the residual, then the Newton step
-    Ptr A = st + 12 * d;  // (2d)²
-    grad<false>(0, tm, p, q, gp, gq);
-    for (int j = 0; j < d; ++j) {
-      X[j] = p[j] - hh * gq[j];
-      X[d + j] = q[j] + hh * gp[j];
-    }
+    Ptr R = st + 6 * d;   // the residual, then the Newton step
+    Ptr A = st + 12 * d;  // m × m
     for (int it = 0;; ++it) {
-      grad(0, tm, X, X + d, gp, gq);
-      for (int j = 0; j < d; ++j) {
-        R[j] = X[j] - (p[j] - hh * gq[j]);
-        R[d + j] = X[d + j] - (q[j] + hh * gp[j]);
-      }
+      grad(k, tt, Z, Z + d, gp, gq);
+      for (int i = lo; i < hi; ++i)
+        R[i - lo] = i < d ? Z[i] - (Cp[i] - hh * gq[i]) : Z[i] - (Cq[i - d] + hh * gp[i - d]);
       bool done = true;
       for (int l = 0; l < lanes<V>::n; ++l) {
         double rmax = 0, xmax = 0;
         bool finite = true;
         for (int i = 0; i < m; ++i) {
-          const double r = fabs(double(lane(R[i], l))), x = fabs(double(lane(X[i], l)));
+          const double r = fabs(double(lane(R[i], l))), x = fabs(double(lane(Z[lo + i], l)));
           finite = finite && r <= 1e300 && x <= 1e300;  // false for NaN
           rmax = r > rmax ? r : rmax;
           xmax = x > xmax ? x : xmax;
@@ -339,55 +338,134 @@ struct Stepper {
         failed = true;
         return;
       }
-      midpoint_matrix(hh, A);
+      solve_matrix(k, hh, lo, hi, A);
       solve_small(A, R, m, false);
-      for (int i = 0; i < m; ++i) X[i] -= R[i];
+      for (int i = 0; i < m; ++i) Z[lo + i] -= R[i];
     }
   }
-  // A = I − ∂Φ/∂x at the point of stage 0, row by row from vector–Jacobian products of ∇H:
-  // Φ_p = p − h/2 ∂qH, Φ_q = q + h/2 ∂pH.
-  HINN_HDI void midpoint_matrix(S hh, Ptr A) {
-    const int d = nd.d, m = 2 * d;
+  // The Newton matrix of solve(): A = I − ∂Φ/∂x on the block [lo, hi) at the point of stage k, row by
+  // row from vector–Jacobian products of ∇H (Φ_p = Cp − hh ∂qH, Φ_q = Cq + hh ∂pH).
+  HINN_HDI void solve_matrix(int k, S hh, int lo, int hi, Ptr A) {
+    const int d = nd.d, m = hi - lo;
     Ptr e = st + 2 * d;    // d: a unit vector
     Ptr row = st + 8 * d;  // 2d
     NoAcc none;
-    for (int r = 0; r < m; ++r) {
+    for (int r = lo; r < hi; ++r) {
       for (int j = 0; j < d; ++j) e[j] = V{};
       e[r % d] = V{} + S(1);
-      for (int i = 0; i < m; ++i) row[i] = V{};
-      if (r < d) vjp_stage(0, CPtr{}, e, row, row + d, none);  // ∂(∂q_r H)/∂(p, q)
-      else vjp_stage(0, e, CPtr{}, row, row + d, none);        // ∂(∂p_r H)/∂(p, q)
+      for (int i = 0; i < 2 * d; ++i) row[i] = V{};
+      if (r < d) vjp_stage(k, CPtr{}, e, row, row + d, none);  // ∂(∂q_r H)/∂(p, q)
+      else vjp_stage(k, e, CPtr{}, row, row + d, none);        // ∂(∂p_r H)/∂(p, q)
       const S sgn = r < d ? hh : -hh;
-      for (int c = 0; c < m; ++c) A[(long)r * m + c] = sgn * row[c] + (c == r ? S(1) : S(0));
+      for (int c = lo; c < hi; ++c) A[(long)(r - lo) * m + (c - lo)] = sgn * row[c] + (c == r ? S(1) : S(0));
     }
   }
-  // Adjoint of the implicit midpoint step by the implicit function theorem: with x the solution and
-  // A = I − ∂Φ/∂x there, Aᵀμ = 2ḡ; the input's cotangent is μ − ḡ and θ's is (∂Φ/∂θ)ᵀμ.
+  // Adjoint of solve() by the implicit function theorem, with the matrix A of stage k's solution: the
+  // block's cotangent ḡ (in mu, m entries) becomes μ with Aᵀμ = ḡ, which is C's cotangent; θ's,
+  // (∂Φ/∂θ)ᵀμ, goes to acc and the fixed part of z's, (∂Φ/∂z_fixed)ᵀμ, is added to (pb, qb) outside the
+  // block (the block's own part is the solve's, already in μ).
   template <class Acc>
-  HINN_HDI void midpoint_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
-    const int d = nd.d, m = 2 * d;
-    const S hh = h / S(2);
+  HINN_HDI void solve_backward(int k, S hh, int lo, int hi, Ptr mu, Ptr pb, Ptr qb, Acc& acc) {
+    const int d = nd.d, m = hi - lo;
     Ptr a = st + 2 * d;
     Ptr b = st + 3 * d;
-    Ptr X = st + 4 * d;
-    Ptr mu = st + 6 * d;
-    Ptr junk = st + 8 * d;
+    Ptr junk = st + 8 * d;  // 2d
     Ptr A = st + 12 * d;
-    midpoint_solve(t + hh, h, p, q, X);
-    midpoint_matrix(hh, A);
+    solve_matrix(k, hh, lo, hi, A);
+    solve_small(A, mu, m, true);
+    for (int j = 0; j < d; ++j) {  // μ_q weighs hh ∂pH, μ_p weighs −hh ∂qH
+      b[j] = lo <= j && j < hi ? -hh * mu[j - lo] : V{};
+      a[j] = lo <= d + j && d + j < hi ? hh * mu[d + j - lo] : V{};
+    }
+    for (int i = 0; i < 2 * d; ++i) junk[i] = V{};
+    vjp_stage(k, a, b, junk, junk + d, acc);
+    for (int j = 0; j < d; ++j) {
+      if (!(lo <= j && j < hi)) pb[j] += junk[j];
+      if (!(lo <= d + j && d + j < hi)) qb[j] += junk[d + j];
+    }
+  }
+
+  // The implicit midpoint rule (forward: the midpoint z̄ in Z; stage k: the primal pass there).
+  HINN_HDI void midpoint_solve(int k, V t, S h, CPtr p, CPtr q, Ptr Z) {
+    const int d = nd.d;
+    const S hh = h / S(2);
+    grad<false>(k, t + hh, p, q, st, st + d);  // the guess Φ(z)
+    for (int j = 0; j < d; ++j) {
+      Z[j] = p[j] - hh * st[d + j];
+      Z[d + j] = q[j] + hh * st[j];
+    }
+    solve(k, t + hh, hh, 0, 2 * d, p, q, Z);
+  }
+  // Its adjoint: z' = 2z̄ − z, so z̄'s cotangent is 2ḡ and the input's μ − ḡ.
+  template <class Acc>
+  HINN_HDI void midpoint_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
+    const int d = nd.d;
+    Ptr Z = st + 4 * d;
+    Ptr mu = st + 6 * d;  // 2d
+    midpoint_solve(0, t, h, p, q, Z);
     for (int j = 0; j < d; ++j) {
       mu[j] = S(2) * pb[j];
       mu[d + j] = S(2) * qb[j];
     }
-    solve_small(A, mu, m, true);
     for (int j = 0; j < d; ++j) {
-      pb[j] = mu[j] - pb[j];
-      qb[j] = mu[d + j] - qb[j];
-      a[j] = hh * mu[d + j];  // Φ = z + h/2 (−∂qH, ∂pH): μ_q weighs ∂pH, −μ_p weighs ∂qH
-      b[j] = -hh * mu[j];
+      pb[j] = -pb[j];
+      qb[j] = -qb[j];
     }
-    for (int i = 0; i < m; ++i) junk[i] = V{};
-    vjp_stage(0, a, b, junk, junk + d, acc);  // the state part is the solve's, already in μ
+    solve_backward(0, h / S(2), 0, 2 * d, mu, pb, qb, acc);
+    for (int j = 0; j < d; ++j) {
+      pb[j] += mu[j];
+      qb[j] += mu[d + j];
+    }
+  }
+
+  // The implicit leapfrog's two solves into Z = (p½ | q') from (p, q) at t; stages k0 and k1 hold the
+  // primal passes at (t, p½, q) and (t+h, p½, q'), and gq (st + d) ∂qH at the latter. The constant of the
+  // q' equation, q + h/2 ∂pH(t, p½, q), goes to st + 10d.
+  HINN_HDI void leapfrog_solve(int k0, int k1, V t, S h, CPtr p, CPtr q, Ptr Z) {
+    const int d = nd.d;
+    const S hh = h / S(2);
+    Ptr gp = st;
+    Ptr C = st + 10 * d;
+    grad<false>(k0, t, p, q, gp, st + d);  // the guess Φ(p)
+    for (int j = 0; j < d; ++j) {
+      Z[j] = p[j] - hh * st[d + j];
+      Z[d + j] = q[j];
+    }
+    solve(k0, t, hh, 0, d, p, CPtr{}, Z);  // p½ = p − h/2 ∂qH(t, p½, q)
+    for (int j = 0; j < d; ++j) {
+      C[j] = q[j] + hh * gp[j];
+      Z[d + j] = q[j] + h * gp[j];
+    }
+    solve(k1, t + h, hh, d, 2 * d, CPtr{}, C, Z);  // q' = C + h/2 ∂pH(t+h, p½, q')
+  }
+  // Its adjoint, from p' = p½ − h/2 ∂qH(t+h, p½, q') back through both solves.
+  template <class Acc>
+  HINN_HDI void leapfrog_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
+    const int d = nd.d;
+    const S hh = h / S(2);
+    Ptr a = st + 2 * d;
+    Ptr b = st + 3 * d;
+    Ptr Z = st + 4 * d;
+    Ptr mu = st + 6 * d;
+    Ptr phb = st + 10 * d;  // p½'s cotangent
+    Ptr q1b = st + 11 * d;  // q''s cotangent
+    leapfrog_solve(0, 1, t, h, p, q, Z);
+    for (int j = 0; j < d; ++j) {
+      phb[j] = pb[j];
+      q1b[j] = qb[j];
+      b[j] = -hh * pb[j];
+    }
+    vjp_stage(1, CPtr{}, b, phb, q1b, acc);  // p' = p½ − h/2 ∂qH(t+h, p½, q')
+    for (int j = 0; j < d; ++j) mu[j] = q1b[j];
+    solve_backward(1, hh, d, 2 * d, mu, phb, qb, acc);  // q' = C + h/2 ∂pH(t+h, p½, q'): μ is C's
+    for (int j = 0; j < d; ++j) {
+      qb[j] = mu[j];
+      a[j] = hh * mu[j];  // C = q + h/2 ∂pH(t, p½, q)
+    }
+    vjp_stage(0, a, CPtr{}, phb, qb, acc);
+    for (int j = 0; j < d; ++j) mu[j] = phb[j];
+    solve_backward(0, hh, 0, d, mu, pb, qb, acc);  // p½ = p − h/2 ∂qH(t, p½, q): μ is p's
+    for (int j = 0; j < d; ++j) pb[j] = mu[j];
   }
 
   // In place: (p, q) at time t -> (p', q') at t + h (the scheme's state: state_dim wide).
@@ -398,11 +476,18 @@ struct Stepper {
     if (is_tao(scheme)) {
       tao_sweep<false>(scheme, t, h, p, q);
     } else if (scheme == kImplicitMidpoint) {
-      Ptr X = st + 4 * d;
-      midpoint_solve(t + h / S(2), h, p, q, X);
+      Ptr Z = st + 4 * d;
+      midpoint_solve(0, t, h, p, q, Z);
       for (int j = 0; j < d; ++j) {
-        p[j] = S(2) * X[j] - p[j];
-        q[j] = S(2) * X[d + j] - q[j];
+        p[j] = S(2) * Z[j] - p[j];
+        q[j] = S(2) * Z[d + j] - q[j];
+      }
+    } else if (scheme == kImplicitLeapfrog) {
+      Ptr Z = st + 4 * d;
+      leapfrog_solve(0, 0, t, h, p, q, Z);
+      for (int j = 0; j < d; ++j) {
+        p[j] = Z[j] - h / S(2) * gq[j];
+        q[j] = Z[d + j];
       }
     } else if (scheme == kEuler) {
       grad<false>(0, t, p, q, gp, gq);
@@ -468,6 +553,8 @@ struct Stepper {
       tao_backward(scheme, t, h, p, q, pb, qb, acc);
     } else if (scheme == kImplicitMidpoint) {
       midpoint_backward(t, h, p, q, pb, qb, acc);
+    } else if (scheme == kImplicitLeapfrog) {
+      leapfrog_backward(t, h, p, q, pb, qb, acc);
     } else if (scheme == kEuler) {
       store(0, t, p, q);
       for (int j = 0; j < d; ++j) {

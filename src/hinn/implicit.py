@@ -19,10 +19,10 @@ through Φ once more with the graph attached, and a hook on it replaces the inco
 with (I − ∂Φ/∂x)ᵀ μ = g, solved exactly per sample; autograd then carries μ to θ and to the step's
 inputs. Memory per step: the states and one evaluation of the gradient.
 
-The implicit midpoint rule also runs in the compiled core on the fused backend (``csrc/hinn/integrators.h``:
-the same Newton iteration and convergence test per sample, the same adjoint; a failed solve raises
-:class:`SolverError` there too, with no fixed-point fallback). The implicit leapfrog, and both schemes on
-the other backends, run here in Python over the backend's ``grad``.
+Both schemes also run in the compiled core on the fused backend (``csrc/hinn/integrators.h``: the same
+Newton iteration and convergence test per sample, the same adjoint; a failed solve raises
+:class:`SolverError` there too, with no fixed-point fallback). On the other backends, and for a user's
+subclass, they run here in Python over the backend's ``grad``.
 """
 
 from __future__ import annotations
@@ -110,14 +110,14 @@ class _Implicit(Scheme):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tol={self.tol}, max_iter={self.max_iter})"
 
+    def compiled_as(self, h):
+        return self.name, (self.tol or 0.0, self.max_iter)  # tol 0: the default of the precision
+
 
 class ImplicitMidpoint(_Implicit):
     """Implicit midpoint rule: order 2, symplectic and symmetric for every smooth H."""
 
     name, order, general_order = "implicit_midpoint", 2, 2
-
-    def compiled_as(self, h):
-        return self.name, (self.tol or 0.0, self.max_iter)  # tol 0: the default of the precision
 
     def step(self, grad: GradFn, t: Tensor, p: Tensor, q: Tensor, h: float) -> Tuple[Tensor, Tensor]:
         d = p.shape[1]
@@ -133,7 +133,6 @@ class ImplicitMidpoint(_Implicit):
         return z1[:, :d], z1[:, d:]
 
 
-@register_scheme
 class ImplicitLeapfrog(_Implicit):
     """Generalised Störmer–Verlet: order 2, symplectic for every smooth H; ``leapfrog`` for separable H."""
 
@@ -156,5 +155,6 @@ class ImplicitLeapfrog(_Implicit):
 
 
 register_scheme(ImplicitMidpoint, compiled=True)
+register_scheme(ImplicitLeapfrog, compiled=True)
 
 __all__ = ["ImplicitLeapfrog", "ImplicitMidpoint", "SolverError", "solve_fixed_point"]
