@@ -42,6 +42,16 @@ struct AccLanes {
   base_t<V>* g;
   void operator()(long i, const V& val) { g[i] += fold(val); }
 };
+// A block's a b + c d summed over its registers as one chain of FMAs into the accumulator: no products
+// or partial sums in between (the weight cotangents of wide layers are half of a backward's arithmetic).
+template <class B, int NB>
+inline void acc_outer(AccLanes<vblock<B, NB>>& acc, long i, const vblock<B, NB>& a, const vblock<B, NB>& b,
+                      const vblock<B, NB>& c, const vblock<B, NB>& d) {
+  B t = acc.g[i];
+#pragma GCC unroll 16
+  for (int r = 0; r < NB; ++r) t = c.v[r] * d.v[r] + (a.v[r] * b.v[r] + t);
+  acc.g[i] = t;
+}
 
 // How a block's scratch is addressed (strided.h). The scalar build, which runs a CUDA thread's arithmetic,
 // also takes its memory access: a strided view, here with stride 2 and consecutive blocks alternating

@@ -68,14 +68,28 @@ HINN_HDI elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
     const S* b = K + w * w;
     PP ui = (Full || !W) ? UI + l * w : as_like(P, ucopy);
     for (int k = 0; k < w; ++k) ui[k] = uu[k];
-    for (int k = 0; k < w; ++k) {
-      V zk = splat<V>(b[k]);
-      for (int j = 0; j < w; ++j) zk += ui[j] * K[j * w + k];
+    auto out = [&](int k, V zk) {
       V s{}, d1{}, d2{};
       activate(nd.act, zk, s, d1, d2);
       uu[k] = ui[k] + hr * s;
       D1[l * w + k] = d1;
       if (Full) D2[l * w + k] = d2;
+    };
+    int k = 0;
+    for (; k + 2 <= w; k += 2) {  // two outputs per sweep over u: twice the independent FMA chains
+      V z0 = splat<V>(b[k]), z1 = splat<V>(b[k + 1]);
+      for (int j = 0; j < w; ++j) {
+        const V u = ui[j];
+        z0 += u * K[j * w + k];
+        z1 += u * K[j * w + k + 1];
+      }
+      out(k, z0);
+      out(k + 1, z1);
+    }
+    for (; k < w; ++k) {
+      V zk = splat<V>(b[k]);
+      for (int j = 0; j < w; ++j) zk += ui[j] * K[j * w + k];
+      out(k, zk);
     }
   }
   const S* ko = th + nd.off_out();
@@ -104,7 +118,18 @@ HINN_HDI void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP wo
   for (int l = L; l >= 1; --l) {
     const S* K = th + nd.off_layer(l);
     for (int k = 0; k < w; ++k) c[k] = hr * D1[l * w + k] * a[k];
-    for (int j = 0; j < w; ++j) {
+    int j = 0;
+    for (; j + 2 <= w; j += 2) {  // two rows of K per sweep over c
+      V a0 = a[j], a1 = a[j + 1];
+      for (int k = 0; k < w; ++k) {
+        const V ck = c[k];
+        a0 += K[j * w + k] * ck;
+        a1 += K[(j + 1) * w + k] * ck;
+      }
+      a[j] = a0;
+      a[j + 1] = a1;
+    }
+    for (; j < w; ++j) {
       V acc = a[j];
       for (int k = 0; k < w; ++k) acc += K[j * w + k] * c[k];
       a[j] = acc;
@@ -116,6 +141,13 @@ HINN_HDI void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP wo
     for (int k = 0; k < w; ++k) acc += th[i * w + k] * c[k];
     g[i] = acc;
   }
+}
+
+// acc(i, a b + c d): a parameter cotangent that is a sum of two products. A driver may overload it for
+// its accumulator (found by argument-dependent lookup) to fold the products straight into its sum.
+template <class Acc, class V>
+HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, const V& d) {
+  acc(i, a * b + c * d);
 }
 
 // Vector–Jacobian product of (H, ∇_x H) at the stored x: with cotangents cH (on H) and v (on ∇_x H),
@@ -152,11 +184,25 @@ HINN_HDI void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, 
     const S* K = th + nd.off_layer(l);
     WP udi = UDI + l * w;
     for (int k = 0; k < w; ++k) udi[k] = ud[k];
-    for (int k = 0; k < w; ++k) {
-      V a{};
-      for (int j = 0; j < w; ++j) a += udi[j] * K[j * w + k];
+    auto out = [&](int k, V a) {
       ZD[l * w + k] = a;
       ud[k] = udi[k] + hr * D1[l * w + k] * a;
+    };
+    int k = 0;
+    for (; k + 2 <= w; k += 2) {  // as in primal: two outputs per sweep
+      V a0{}, a1{};
+      for (int j = 0; j < w; ++j) {
+        const V u = udi[j];
+        a0 += u * K[j * w + k];
+        a1 += u * K[j * w + k + 1];
+      }
+      out(k, a0);
+      out(k + 1, a1);
+    }
+    for (; k < w; ++k) {
+      V a{};
+      for (int j = 0; j < w; ++j) a += udi[j] * K[j * w + k];
+      out(k, a);
     }
   }
   // ---- reverse
@@ -178,10 +224,15 @@ HINN_HDI void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, 
       zd[k] = hr * udb[k] * d1;                                                // ż̄
       z[k] = D2[l * w + k] * (hr * udb[k] * ZD[l * w + k]) + hr * d1 * ub[k];  // z̄
     }
+    // K's cotangent and the matrix–vector products in separate sweeps: together they need more registers
+    // than a wide block of samples leaves
+    for (int j = 0; j < w; ++j) {
+      const V u = ui[j], ud_j = udi[j];
+      for (int k = 0; k < w; ++k) acc_outer(acc, ol + j * w + k, u, z[k], ud_j, zd[k]);
+    }
     for (int j = 0; j < w; ++j) {
       V a = ub[j], b = udb[j];
       for (int k = 0; k < w; ++k) {
-        acc(ol + j * w + k, ui[j] * z[k] + udi[j] * zd[k]);
         a += K[j * w + k] * z[k];
         b += K[j * w + k] * zd[k];
       }
@@ -198,7 +249,7 @@ HINN_HDI void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, 
   for (int i = 0; i < n_in; ++i) {
     V a{};
     for (int k = 0; k < w; ++k) {
-      acc(i * w + k, x[i] * z[k] + v[i] * zd[k]);
+      acc_outer(acc, i * w + k, x[i], z[k], v[i], zd[k]);
       a += th[i * w + k] * z[k];
     }
     xbar[i] += a;
