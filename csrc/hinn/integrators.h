@@ -218,35 +218,60 @@ struct Stepper {
   // primal passes of the four gradient evaluations of order-2 step b in stages 4b..4b+3.
   template <bool Full>
   HINN_HDI void tao_sweep(int scheme, V t, S h, Ptr P, Ptr Q) {
-    const int d = nd.d;
-    Ptr gp = st;
-    Ptr gq = st + d;
     for (int b = 0; b < tao_jumps(scheme); ++b) {
       const S dl = S(tao_fraction(scheme, b)) * h, half = dl / S(2);
       const V tb = t + S(tao_offset(scheme, b)) * h;
       const int k = Full ? 4 * b : 0;
-      grad<Full>(k, tb, P + d, Q, gp, gq);  // φ_A: H(q, y) moves p and x
-      for (int j = 0; j < d; ++j) {
-        P[j] -= half * gq[j];
-        Q[d + j] += half * gp[j];
-      }
-      grad<Full>(Full ? k + 1 : 0, tb + half, P, Q + d, gp, gq);  // φ_B: H(x, p) moves q and y
-      for (int j = 0; j < d; ++j) {
-        Q[j] += half * gp[j];
-        P[d + j] -= half * gq[j];
-      }
+      tao_flow_a<Full>(k, tb, half, P, Q);
+      tao_flow_b<Full>(Full ? k + 1 : 0, tb + half, half, P, Q);
       tao_rotate(P, Q, 2.0 * double(omega) * double(dl));  // φ_C
-      grad<Full>(Full ? k + 2 : 0, tb + half, P, Q + d, gp, gq);
-      for (int j = 0; j < d; ++j) {
-        Q[j] += half * gp[j];
-        P[d + j] -= half * gq[j];
-      }
-      grad<Full>(Full ? k + 3 : 0, tb + dl, P + d, Q, gp, gq);
-      for (int j = 0; j < d; ++j) {
-        P[j] -= half * gq[j];
-        Q[d + j] += half * gp[j];
-      }
+      tao_flow_b<Full>(Full ? k + 2 : 0, tb + half, half, P, Q);
+      tao_flow_a<Full>(Full ? k + 3 : 0, tb + dl, half, P, Q);
     }
+  }
+  // φ_A for a time δ: H(q, y) moves p and x (gradient at (t, y, q), kept in stage k)
+  template <bool Full>
+  HINN_HDI void tao_flow_a(int k, V t, S delta, Ptr P, Ptr Q) {
+    const int d = nd.d;
+    grad<Full>(k, t, P + d, Q, st, st + d);
+    for (int j = 0; j < d; ++j) {
+      P[j] -= delta * st[d + j];
+      Q[d + j] += delta * st[j];
+    }
+  }
+  // φ_B for a time δ: H(x, p) moves q and y
+  template <bool Full>
+  HINN_HDI void tao_flow_b(int k, V t, S delta, Ptr P, Ptr Q) {
+    const int d = nd.d;
+    grad<Full>(k, t, P, Q + d, st, st + d);
+    for (int j = 0; j < d; ++j) {
+      Q[j] += delta * st[j];
+      P[d + j] -= delta * st[d + j];
+    }
+  }
+  // Their adjoints at stage k's point, in place on the cotangents (PB, QB): p' = p − δ ∂qH(y, q),
+  // x' = x + δ ∂pH(y, q) send their cotangents to (ȳ, q̄); φ_B's to (p̄, x̄).
+  template <class Acc>
+  HINN_HDI void tao_vjp_a(int k, S delta, Ptr PB, Ptr QB, Acc& acc) {
+    const int d = nd.d;
+    Ptr a = st + 2 * d;
+    Ptr b = st + 3 * d;
+    for (int j = 0; j < d; ++j) {
+      a[j] = delta * QB[d + j];
+      b[j] = -delta * PB[j];
+    }
+    vjp_stage(k, a, b, PB + d, QB, acc);
+  }
+  template <class Acc>
+  HINN_HDI void tao_vjp_b(int k, S delta, Ptr PB, Ptr QB, Acc& acc) {
+    const int d = nd.d;
+    Ptr a = st + 2 * d;
+    Ptr b = st + 3 * d;
+    for (int j = 0; j < d; ++j) {
+      a[j] = delta * QB[j];
+      b[j] = -delta * PB[d + j];
+    }
+    vjp_stage(k, a, b, PB, QB + d, acc);
   }
   // φ_C: (q − x, p − y) rotated by `angle`, q + x and p + y fixed. Orthogonal, so its adjoint is the
   // rotation by −angle applied to the cotangents.
@@ -267,8 +292,6 @@ struct Stepper {
   template <class Acc>
   HINN_HDI void tao_backward(int scheme, V t, S h, CPtr P0, CPtr Q0, Ptr PB, Ptr QB, Acc& acc) {
     const int d = nd.d;
-    Ptr a = st + 2 * d;
-    Ptr b = st + 3 * d;
     Ptr P = st + 4 * d;  // 2d
     Ptr Q = st + 6 * d;  // 2d
     for (int j = 0; j < 2 * d; ++j) {
@@ -279,29 +302,11 @@ struct Stepper {
     for (int jb = tao_jumps(scheme) - 1; jb >= 0; --jb) {
       const S dl = S(tao_fraction(scheme, jb)) * h, half = dl / S(2);
       const int k = 4 * jb;
-      // φ_A: p' = p − δ ∂qH(y, q), x' = x + δ ∂pH(y, q): cotangents to (ȳ, q̄)
-      for (int j = 0; j < d; ++j) {
-        a[j] = half * QB[d + j];
-        b[j] = -half * PB[j];
-      }
-      vjp_stage(k + 3, a, b, PB + d, QB, acc);
-      // φ_B: q' = q + δ ∂pH(p, x), y' = y − δ ∂qH(p, x): cotangents to (p̄, x̄)
-      for (int j = 0; j < d; ++j) {
-        a[j] = half * QB[j];
-        b[j] = -half * PB[d + j];
-      }
-      vjp_stage(k + 2, a, b, PB, QB + d, acc);
+      tao_vjp_a(k + 3, half, PB, QB, acc);
+      tao_vjp_b(k + 2, half, PB, QB, acc);
       tao_rotate(PB, QB, -2.0 * double(omega) * double(dl));
-      for (int j = 0; j < d; ++j) {
-        a[j] = half * QB[j];
-        b[j] = -half * PB[d + j];
-      }
-      vjp_stage(k + 1, a, b, PB, QB + d, acc);
-      for (int j = 0; j < d; ++j) {
-        a[j] = half * QB[d + j];
-        b[j] = -half * PB[j];
-      }
-      vjp_stage(k, a, b, PB + d, QB, acc);
+      tao_vjp_b(k + 1, half, PB, QB, acc);
+      tao_vjp_a(k, half, PB, QB, acc);
     }
   }
 
