@@ -40,7 +40,7 @@ HINN_HD long work_size(const NetDesc& nd) { return 5L * nd.width + 2L * (nd.dept
 // Primal pass: stores x and the layer quantities in P (primal_size), returns H(x). With Full = false
 // only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest.
 template <int W, bool Full = true, class S, class XP, class PP>
-HINN_HDI elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
+HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
   using V = elem_t<PP>;
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
@@ -104,7 +104,7 @@ HINN_HDI elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
 
 // g = ∇_x H from a stored primal pass. work: work_size.
 template <int W, class S, class PP, class GP, class WP>
-HINN_HDI void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP work) {
+HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP work) {
   using V = elem_t<WP>;
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
@@ -156,7 +156,7 @@ HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, con
 // the stored σ', σ''), then the primal-plus-tangent computation is swept in reverse; no Hessian is
 // formed. work: work_size.
 template <int W, class V, class S, class PP, class VP, class XP, class Acc, class WP>
-HINN_HDI void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work) {
+HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work) {
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
