@@ -99,6 +99,12 @@ hinn::NetDesc make_desc(int d, int time, int width, int depth, int act, double h
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
+  // The instruction-set choice happens here, at import: a bad HINN_CPU_ISA fails the import with its
+  // message instead of aborting the interpreter during static initialisation. First, before any type is
+  // registered: a failed import leaves pybind11's registry holding the types until the collector frees
+  // them, and a second import (hinn's package init tries once and keeps the error) would otherwise fail
+  // with "type NetDesc is already registered" or the right message, depending on the collector's timing.
+  hinn::init_cpu_isa();
   m.doc() = "hinn compiled core: fused Hamiltonian network, integrator steps and rollouts (raw pointers).";
   py::class_<hinn::NetDesc>(m, "NetDesc", "The structure of a network, as the kernels see it.")
       .def(py::init(&make_desc), py::kw_only(), py::arg("d"), py::arg("time"), py::arg("width"), py::arg("depth"),
@@ -144,7 +150,4 @@ PYBIND11_MODULE(_core, m) {
   m.attr("ACTIVATIONS") = acts;
   m.attr("DTYPES") = py::dict(py::arg("float32") = static_cast<int>(hinn::kFloat32),
                               py::arg("float64") = static_cast<int>(hinn::kFloat64));
-  // The instruction-set choice happens here, at import: a bad HINN_CPU_ISA fails the import with its
-  // message instead of aborting the interpreter during static initialisation.
-  hinn::init_cpu_isa();
 }

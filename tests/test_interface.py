@@ -138,6 +138,15 @@ def test_bad_isa_variable_is_a_clear_import_error():
     r = subprocess.run([sys.executable, "-c", "import hinn._core"], env=env, capture_output=True, text=True)
     assert r.returncode == 1, r.returncode  # an exception, not an abort (134)
     assert "HINN_CPU_ISA: unknown CPU instruction set 'bogus'" in r.stderr
+    # every later attempt says the same (hinn's package init has already tried once); with the collector
+    # off, anything a failed attempt left registered would still be there
+    retry = (
+        "import gc\ngc.disable()\nfor _ in range(3):\n    try:\n        import hinn._core\n"
+        "    except ImportError as e:\n        print('attempt:', e)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", retry], env=env, capture_output=True, text=True)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("attempt:")]
+    assert len(lines) == 3 and all("unknown CPU instruction set 'bogus'" in line for line in lines), r.stdout + r.stderr
 
 
 @requires_fused
