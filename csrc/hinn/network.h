@@ -37,6 +37,28 @@ HINN_HD long primal_size(const NetDesc& nd) { return nd.n_in() + 3L * (nd.depth 
 // Work space of grad_from_primal and vjp_from_primal, in lane values.
 HINN_HD long work_size(const NetDesc& nd) { return 5L * nd.width + 2L * (nd.depth + 1) * nd.width; }
 
+// out(k, z_k) for every output k of z = b + u K (b null: zero), u of width w, K (w, w) row-major. Two
+// outputs per sweep over u: twice the independent FMA chains of one.
+template <class V, class S, class UP, class Out>
+HINN_HD void layer_outputs(int w, UP u, const S* K, const S* b, Out&& out) {
+  int k = 0;
+  for (; k + 2 <= w; k += 2) {
+    V z0 = b ? splat<V>(b[k]) : V{}, z1 = b ? splat<V>(b[k + 1]) : V{};
+    for (int j = 0; j < w; ++j) {
+      const V uj = u[j];
+      z0 += uj * K[j * w + k];
+      z1 += uj * K[j * w + k + 1];
+    }
+    out(k, z0);
+    out(k + 1, z1);
+  }
+  for (; k < w; ++k) {
+    V zk = b ? splat<V>(b[k]) : V{};
+    for (int j = 0; j < w; ++j) zk += u[j] * K[j * w + k];
+    out(k, zk);
+  }
+}
+
 // Primal pass: stores x and the layer quantities in P (primal_size), returns H(x). With Full = false
 // only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest.
 template <int W, bool Full = true, class S, class XP, class PP>
@@ -68,29 +90,13 @@ HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
     const S* b = K + w * w;
     PP ui = (Full || !W) ? UI + l * w : as_like(P, ucopy);
     for (int k = 0; k < w; ++k) ui[k] = uu[k];
-    auto out = [&](int k, V zk) {
+    layer_outputs<V>(w, ui, K, b, [&](int k, V zk) {
       V s{}, d1{}, d2{};
       activate(nd.act, zk, s, d1, d2);
       uu[k] = ui[k] + hr * s;
       D1[l * w + k] = d1;
       if (Full) D2[l * w + k] = d2;
-    };
-    int k = 0;
-    for (; k + 2 <= w; k += 2) {  // two outputs per sweep over u: twice the independent FMA chains
-      V z0 = splat<V>(b[k]), z1 = splat<V>(b[k + 1]);
-      for (int j = 0; j < w; ++j) {
-        const V u = ui[j];
-        z0 += u * K[j * w + k];
-        z1 += u * K[j * w + k + 1];
-      }
-      out(k, z0);
-      out(k + 1, z1);
-    }
-    for (; k < w; ++k) {
-      V zk = splat<V>(b[k]);
-      for (int j = 0; j < w; ++j) zk += ui[j] * K[j * w + k];
-      out(k, zk);
-    }
+    });
   }
   const S* ko = th + nd.off_out();
   PP UL = UI + (L + 1) * w;
@@ -184,26 +190,10 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
     const S* K = th + nd.off_layer(l);
     WP udi = UDI + l * w;
     for (int k = 0; k < w; ++k) udi[k] = ud[k];
-    auto out = [&](int k, V a) {
+    layer_outputs<V>(w, udi, K, (const S*)nullptr, [&](int k, V a) {
       ZD[l * w + k] = a;
       ud[k] = udi[k] + hr * D1[l * w + k] * a;
-    };
-    int k = 0;
-    for (; k + 2 <= w; k += 2) {  // as in primal: two outputs per sweep
-      V a0{}, a1{};
-      for (int j = 0; j < w; ++j) {
-        const V u = udi[j];
-        a0 += u * K[j * w + k];
-        a1 += u * K[j * w + k + 1];
-      }
-      out(k, a0);
-      out(k + 1, a1);
-    }
-    for (; k < w; ++k) {
-      V a{};
-      for (int j = 0; j < w; ++j) a += udi[j] * K[j * w + k];
-      out(k, a);
-    }
+    });
   }
   // ---- reverse
   const S* ko = th + nd.off_out();
