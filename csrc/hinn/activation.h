@@ -122,13 +122,17 @@ HINN_HD void act_pack(int act, V z, V& s, V& d1, V& d2) {
     d2 = S(-2) * s * d1;
     return;
   }
+  V rs = z, r1 = z, r2 = z;  // every lane is overwritten; built whole, then assigned (no partial writes)
   for (int i = 0; i < lanes<V>::n; ++i) {
     S a, b, c;
     act_scalar<S>(act, z[i], a, b, c);
-    s[i] = a;
-    d1[i] = b;
-    d2[i] = c;
+    rs[i] = a;
+    r1[i] = b;
+    r2[i] = c;
   }
+  s = rs;
+  d1 = r1;
+  d2 = r2;
 }
 #endif
 
@@ -145,6 +149,26 @@ HINN_HD void activate(int act, V z, V& s, V& d1, V& d2) {
 #if !defined(__CUDACC__)
     act_pack<V>(act, z, s, d1, d2);
 #endif
+  }
+}
+
+// out(k, σ(z_k), σ'(z_k), σ''(z_k)) for k = 0..w-1, the activation chosen once for the layer: with the
+// branch outside the loop the outputs' evaluations are independent instruction streams that the compiler
+// interleaves (inside it, each output's polynomial and division waited for the previous one).
+template <class V, class ZP, class Out>
+HINN_HD void activate_layer(int act, int w, ZP z, Out&& out) {
+  if (act == kTanh) {
+    for (int k = 0; k < w; ++k) {
+      V s{}, d1{}, d2{};
+      activate(kTanh, V(z[k]), s, d1, d2);
+      out(k, s, d1, d2);
+    }
+  } else {
+    for (int k = 0; k < w; ++k) {
+      V s{}, d1{}, d2{};
+      activate(act, V(z[k]), s, d1, d2);
+      out(k, s, d1, d2);
+    }
   }
 }
 

@@ -72,27 +72,30 @@ HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
   PP D1 = X + n_in;
   PP D2 = D1 + (L + 1) * w;
   PP UI = D2 + (L + 1) * w;
-  V u[W ? W : 1], ucopy[W ? W : 1];
+  V u[W ? W : 1], ucopy[W ? W : 1], zbuf[W ? W : 1];
   PP uu = W ? as_like(P, u) : UI;  // generic width: u lives in row 0 of UI (unused by the reverse sweeps)
   if (Full)
     for (int i = 0; i < n_in; ++i) X[i] = x[i];
+  // a layer's pre-activations first, then its activations (activate_layer). Generic width: z goes in the
+  // layer's σ'' row, each entry read before its σ'' overwrites it (without Full the row is unused).
   for (int k = 0; k < w; ++k) {
     V zk = splat<V>(th[n_in * w + k]);
     for (int i = 0; i < n_in; ++i) zk += x[i] * th[i * w + k];
-    V s{}, d1{}, d2{};
-    activate(nd.act, zk, s, d1, d2);
+    (W ? as_like(P, zbuf) : D2)[k] = zk;
+  }
+  activate_layer<V>(nd.act, w, W ? as_like(P, zbuf) : D2, [&](int k, V s, V d1, V d2) {
     uu[k] = s;
     D1[k] = d1;
     if (Full) D2[k] = d2;
-  }
+  });
   for (int l = 1; l <= L; ++l) {
     const S* K = th + nd.off_layer(l);
     const S* b = K + w * w;
     PP ui = (Full || !W) ? UI + l * w : as_like(P, ucopy);
+    PP zz = W ? as_like(P, zbuf) : D2 + l * w;
     for (int k = 0; k < w; ++k) ui[k] = uu[k];
-    layer_outputs<V>(w, ui, K, b, [&](int k, V zk) {
-      V s{}, d1{}, d2{};
-      activate(nd.act, zk, s, d1, d2);
+    layer_outputs<V>(w, ui, K, b, [&](int k, V zk) { zz[k] = zk; });
+    activate_layer<V>(nd.act, w, zz, [&](int k, V s, V d1, V d2) {
       uu[k] = ui[k] + hr * s;
       D1[l * w + k] = d1;
       if (Full) D2[l * w + k] = d2;
