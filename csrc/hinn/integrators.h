@@ -290,15 +290,17 @@ struct Stepper {
   // Adjoint of tao_sweep from the step's input (P, Q); cotangents (PB, QB) of the output in, of the
   // input out.
   template <class Acc>
-  HINN_HDI void tao_backward(int scheme, V t, S h, CPtr P0, CPtr Q0, Ptr PB, Ptr QB, Acc& acc) {
+  HINN_HDI void tao_backward(int scheme, V t, S h, CPtr P0, CPtr Q0, Ptr PB, Ptr QB, Acc& acc, bool kept) {
     const int d = nd.d;
     Ptr P = st + 4 * d;  // 2d
     Ptr Q = st + 6 * d;  // 2d
-    for (int j = 0; j < 2 * d; ++j) {
-      P[j] = P0[j];
-      Q[j] = Q0[j];
+    if (!kept) {
+      for (int j = 0; j < 2 * d; ++j) {
+        P[j] = P0[j];
+        Q[j] = Q0[j];
+      }
+      tao_sweep<true>(scheme, t, h, P, Q);
     }
-    tao_sweep<true>(scheme, t, h, P, Q);
     for (int jb = tao_jumps(scheme) - 1; jb >= 0; --jb) {
       const S dl = S(tao_fraction(scheme, jb)) * h, half = dl / S(2);
       const int k = 4 * jb;
@@ -403,11 +405,11 @@ struct Stepper {
   }
   // Its adjoint: z' = 2z̄ − z, so z̄'s cotangent is 2ḡ and the input's μ − ḡ.
   template <class Acc>
-  HINN_HDI void midpoint_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
+  HINN_HDI void midpoint_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc, bool kept) {
     const int d = nd.d;
     Ptr Z = st + 4 * d;
     Ptr mu = st + 6 * d;  // 2d
-    midpoint_solve(0, t, h, p, q, Z);
+    if (!kept) midpoint_solve(0, t, h, p, q, Z);
     for (int j = 0; j < d; ++j) {
       mu[j] = S(2) * pb[j];
       mu[d + j] = S(2) * qb[j];
@@ -445,7 +447,7 @@ struct Stepper {
   }
   // Its adjoint, from p' = p½ − h/2 ∂qH(t+h, p½, q') back through both solves.
   template <class Acc>
-  HINN_HDI void leapfrog_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
+  HINN_HDI void leapfrog_backward(V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc, bool kept) {
     const int d = nd.d;
     const S hh = h / S(2);
     Ptr a = st + 2 * d;
@@ -454,7 +456,7 @@ struct Stepper {
     Ptr mu = st + 6 * d;
     Ptr phb = st + 10 * d;  // p½'s cotangent
     Ptr q1b = st + 11 * d;  // q''s cotangent
-    leapfrog_solve(0, 1, t, h, p, q, Z);
+    if (!kept) leapfrog_solve(0, 1, t, h, p, q, Z);
     for (int j = 0; j < d; ++j) {
       phb[j] = pb[j];
       q1b[j] = qb[j];
@@ -473,13 +475,17 @@ struct Stepper {
     for (int j = 0; j < d; ++j) pb[j] = mu[j];
   }
 
-  // In place: (p, q) at time t -> (p', q') at t + h (the scheme's state: state_dim wide).
+  // In place: (p, q) at time t -> (p', q') at t + h (the scheme's state: state_dim wide). Keep: every
+  // gradient evaluation keeps its full primal pass in the stage that backward() gives it, so that a
+  // backward(kept = true) of this step right after it recomputes nothing.
+  template <bool Keep = false>
   HINN_HD void forward(int scheme, V t, S h, Ptr p, Ptr q) {
     const int d = nd.d;
     Ptr gp = st;
     Ptr gq = st + d;
+    auto slot = [](int k) { return Keep ? k : 0; };
     if (is_tao(scheme)) {
-      tao_sweep<false>(scheme, t, h, p, q);
+      tao_sweep<Keep>(scheme, t, h, p, q);
     } else if (scheme == kImplicitMidpoint) {
       Ptr Z = st + 4 * d;
       midpoint_solve(0, t, h, p, q, Z);
@@ -489,29 +495,29 @@ struct Stepper {
       }
     } else if (scheme == kImplicitLeapfrog) {
       Ptr Z = st + 4 * d;
-      leapfrog_solve(0, 0, t, h, p, q, Z);
+      leapfrog_solve(0, slot(1), t, h, p, q, Z);
       for (int j = 0; j < d; ++j) {
         p[j] = Z[j] - h / S(2) * gq[j];
         q[j] = Z[d + j];
       }
     } else if (scheme == kEuler) {
-      grad<false>(0, t, p, q, gp, gq);
+      grad<Keep>(0, t, p, q, gp, gq);
       for (int j = 0; j < d; ++j) {
         q[j] += h * gp[j];
         p[j] -= h * gq[j];
       }
     } else if (scheme == kSymplecticEuler) {
-      grad<false>(0, t, p, q, gp, gq);
+      grad<Keep>(0, t, p, q, gp, gq);
       for (int j = 0; j < d; ++j) p[j] -= h * gq[j];
-      grad<false>(0, t, p, q, gp, gq);
+      grad<Keep>(slot(1), t, p, q, gp, gq);
       for (int j = 0; j < d; ++j) q[j] += h * gp[j];
     } else if (scheme == kLeapfrog) {
       const S hh = h / S(2);
-      grad<false>(0, t, p, q, gp, gq);
+      grad<Keep>(0, t, p, q, gp, gq);
       for (int j = 0; j < d; ++j) p[j] -= hh * gq[j];
-      grad<false>(0, t + hh, p, q, gp, gq);
+      grad<Keep>(slot(1), t + hh, p, q, gp, gq);
       for (int j = 0; j < d; ++j) q[j] += h * gp[j];
-      grad<false>(0, t + h, p, q, gp, gq);
+      grad<Keep>(slot(2), t + h, p, q, gp, gq);
       for (int j = 0; j < d; ++j) p[j] -= hh * gq[j];
     } else {  // rk4
       Ptr ap = st + 2 * d;  // accumulated increment
@@ -527,7 +533,7 @@ struct Stepper {
         yq[j] = q[j];
       }
       for (int s = 0; s < 4; ++s) {
-        grad<false>(0, t + c[s], yp, yq, gp, gq);  // k_s = (−gq, gp)
+        grad<Keep>(slot(s), t + c[s], yp, yq, gp, gq);  // k_s = (−gq, gp)
         for (int j = 0; j < d; ++j) {
           ap[j] -= wgt[s] * gq[j];
           aq[j] += wgt[s] * gp[j];
@@ -546,45 +552,50 @@ struct Stepper {
 
   // Adjoint of forward(): (p, q) is the step's input (unchanged); pb, qb hold the cotangents of the
   // outputs on entry and those of the inputs on exit. Parameter cotangents go to acc. Each stage's
-  // primal pass is computed once, kept, and reused by its vector–Jacobian product.
+  // primal pass is computed once, kept, and reused by its vector–Jacobian product. kept: a
+  // forward<true> of this very step ran last, and its stages (and scratch) are reused as they are.
   template <class Acc>
-  HINN_HD void backward(int scheme, V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc) {
+  HINN_HD void backward(int scheme, V t, S h, CPtr p, CPtr q, Ptr pb, Ptr qb, Acc& acc, bool kept = false) {
     const int d = nd.d;
     Ptr gp = st;
     Ptr gq = st + d;
     Ptr a = st + 2 * d;
     Ptr b = st + 3 * d;
     if (is_tao(scheme)) {
-      tao_backward(scheme, t, h, p, q, pb, qb, acc);
+      tao_backward(scheme, t, h, p, q, pb, qb, acc, kept);
     } else if (scheme == kImplicitMidpoint) {
-      midpoint_backward(t, h, p, q, pb, qb, acc);
+      midpoint_backward(t, h, p, q, pb, qb, acc, kept);
     } else if (scheme == kImplicitLeapfrog) {
-      leapfrog_backward(t, h, p, q, pb, qb, acc);
+      leapfrog_backward(t, h, p, q, pb, qb, acc, kept);
     } else if (scheme == kEuler) {
-      store(0, t, p, q);
+      if (!kept) store(0, t, p, q);
       for (int j = 0; j < d; ++j) {
         a[j] = h * qb[j];
         b[j] = -h * pb[j];
       }
       vjp_stage(0, a, b, pb, qb, acc);
     } else if (scheme == kSymplecticEuler) {
-      Ptr p1 = st + 4 * d;
-      grad(0, t, p, q, gp, gq);
-      for (int j = 0; j < d; ++j) p1[j] = p[j] - h * gq[j];
-      store(1, t, p1, q);
+      if (!kept) {
+        Ptr p1 = st + 4 * d;
+        grad(0, t, p, q, gp, gq);
+        for (int j = 0; j < d; ++j) p1[j] = p[j] - h * gq[j];
+        store(1, t, p1, q);
+      }
       for (int j = 0; j < d; ++j) a[j] = h * qb[j];
       vjp_stage(1, a, CPtr{}, pb, qb, acc);  // q' = q + h ∂pH(t, p', q)
       for (int j = 0; j < d; ++j) b[j] = -h * pb[j];
       vjp_stage(0, CPtr{}, b, pb, qb, acc);  // p' = p − h ∂qH(t, p, q)
     } else if (scheme == kLeapfrog) {
       const S hh = h / S(2);
-      Ptr pm = st + 4 * d;
-      Ptr q1 = st + 5 * d;
-      grad(0, t, p, q, gp, gq);
-      for (int j = 0; j < d; ++j) pm[j] = p[j] - hh * gq[j];
-      grad(1, t + hh, pm, q, gp, gq);
-      for (int j = 0; j < d; ++j) q1[j] = q[j] + h * gp[j];
-      store(2, t + h, pm, q1);
+      if (!kept) {
+        Ptr pm = st + 4 * d;
+        Ptr q1 = st + 5 * d;
+        grad(0, t, p, q, gp, gq);
+        for (int j = 0; j < d; ++j) pm[j] = p[j] - hh * gq[j];
+        grad(1, t + hh, pm, q, gp, gq);
+        for (int j = 0; j < d; ++j) q1[j] = q[j] + h * gp[j];
+        store(2, t + h, pm, q1);
+      }
       for (int j = 0; j < d; ++j) b[j] = -hh * pb[j];
       vjp_stage(2, CPtr{}, b, pb, qb, acc);  // p' = p½ − h/2 ∂qH(t+h, p½, q')
       for (int j = 0; j < d; ++j) a[j] = h * qb[j];
@@ -601,7 +612,7 @@ struct Stepper {
       Ptr tp = st + 8 * d;   // the input's cotangent, gathered over stages (pb/qb keep ȳ')
       Ptr tq = st + 9 * d;
       // stage points y_1 = (p, q), y_{s+1} = y + c_{s+1} k_s; their primal passes go to stages 0..3
-      for (int s = 0; s < 4; ++s) {
+      for (int s = 0; s < 4 && !kept; ++s) {
         const CPtr sp = s == 0 ? p : CPtr(yp);
         const CPtr sq = s == 0 ? q : CPtr(yq);
         if (s == 3) {
@@ -661,7 +672,9 @@ struct Stepper {
         p[j] = TP[k * ds + j];
         q[j] = TQ[k * ds + j];
       }
-      forward(scheme, t + S(k) * h, h, p, q);
+      // the last step keeps its stages: the backward sweep starts with it
+      if (k == K - 1) forward<true>(scheme, t + S(k) * h, h, p, q);
+      else forward(scheme, t + S(k) * h, h, p, q);
     }
     V loss{};
     for (int j = 0; j < ds; ++j) {
@@ -678,7 +691,7 @@ struct Stepper {
         pb[j] += S(2) * scale * ep;
         qb[j] += S(2) * scale * eq;
       }
-      backward(scheme, t + S(k) * h, h, TP + k * ds, TQ + k * ds, pb, qb, acc);
+      backward(scheme, t + S(k) * h, h, TP + k * ds, TQ + k * ds, pb, qb, acc, k == K - 1);
     }
     fold_cotangent(scheme, d, pb, qb);
     return scale * loss;
