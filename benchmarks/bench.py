@@ -30,14 +30,18 @@ EVALS = {"euler": (1, 0, 1), "symplectic_euler": (2, 1, 2), "leapfrog": (3, 2, 3
 
 
 def flops(kind: str, d: int, w: int, L: int, time_dep: bool, scheme: str, steps: int = 1) -> float:
-    """Counted FLOPs per sample: G for (H, ∇H), J for one vector–Jacobian product of ∇H."""
+    """Counted FLOPs per sample, as the kernels of ``csrc/hinn/network.h`` do them: P for a primal pass (H
+    and what the derivatives need), S for the ∇H sweep on a stored pass (G = P + S: H and ∇H), J for a
+    vector–Jacobian product of ∇H including the primal pass it recomputes (tangent, reverse sweep, weight
+    cotangents). A step's backward re-runs the ∇H sweep only where it needs a stage's output."""
     n_in = 2 * d + int(time_dep)
-    G = (L + 1) * w * ACT_FLOPS + 4 * L * w * w + 4 * n_in * w + 6 * L * w
-    J = (L + 1) * w * ACT_FLOPS + 12 * L * w * w + 12 * n_in * w + 14 * L * w
-    fwd, recompute, vjps = EVALS[scheme]
+    P = (L + 1) * w * ACT_FLOPS + 2 * L * w * w + 2 * n_in * w + 2 * L * w
+    S = 2 * L * w * w + 2 * n_in * w + 4 * L * w
+    J = P + 10 * L * w * w + 8 * n_in * w + 12 * L * w
+    fwd, resweep, vjps = EVALS[scheme]
     if kind == "grad":
-        return G
-    return steps * (fwd * G + recompute * G + vjps * J)  # forward + backward sweep
+        return P + S
+    return steps * (fwd * (P + S) + resweep * S + vjps * J)  # forward + backward sweep
 
 
 def _time(fn, budget: float = 0.4, min_reps: int = 3) -> float:
