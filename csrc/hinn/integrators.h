@@ -150,6 +150,7 @@ struct Stepper {
   S omega, tol;
   int max_iter;
   bool failed = false;  // a solve of this lane value did not converge (the driver reports it)
+  unsigned adjoints = 0;  // bit k: stage k's pass holds its gradient sweep's adjoints (grad<true>)
 
   HINN_HD Stepper(const NetDesc& nd_, const S* th_, Ptr scratch, const double* params = nullptr)
       : nd(nd_),
@@ -181,13 +182,15 @@ struct Stepper {
   template <bool Full = true>
   HINN_HDI V store(int k, V t, CPtr p, CPtr q) {
     load_x(t, p, q);
+    adjoints &= ~(1u << k);
     return primal<W, Full>(nd, th, x, stage(k));
   }
   // gp = ∂pH, gq = ∂qH at (t, p, q), keeping the primal pass in stage k (for a later vjp_stage if Full)
   template <bool Full = true>
   HINN_HDI void grad(int k, V t, CPtr p, CPtr q, Ptr gp, Ptr gq) {
     store<Full>(k, t, p, q);
-    grad_from_primal<W>(nd, th, stage(k), g, work);
+    grad_from_primal<W>(nd, th, stage(k), g, work, Full);
+    if (Full) adjoints |= 1u << k;
     const int d = nd.d, o = nd.time;
     for (int j = 0; j < d; ++j) {
       gp[j] = g[o + j];
@@ -207,7 +210,7 @@ struct Stepper {
       if (vp) v[o + j] = vp[j];
       if (vq) v[o + d + j] = vq[j];
     }
-    vjp_from_primal<W>(nd, th, stage(k), v, V{}, xb, acc, work);
+    vjp_from_primal<W>(nd, th, stage(k), v, V{}, xb, acc, work, ((adjoints >> k) & 1u) != 0);
     for (int j = 0; j < d; ++j) {
       pb[j] += xb[o + j];
       qb[j] += xb[o + d + j];

@@ -32,8 +32,10 @@ struct NetDesc {
 
 // A stored primal pass at one input x: what the gradient and the vector–Jacobian product need.
 // Layout (lane values): x (n_in) | σ'(z_l) (L+1)w | σ''(z_l) (L+1)w | u_{l-1} (row l >= 1; row 0 is
-// work space) (L+1)w | u_L (w).
-HINN_HD long primal_size(const NetDesc& nd) { return nd.n_in() + 3L * (nd.depth + 1) * nd.width + nd.width; }
+// work space) (L+1)w | u_L (w) | ∂H/∂u_l (L+1)w, written by a gradient sweep that keeps its adjoints.
+HINN_HD long primal_size(const NetDesc& nd) { return nd.n_in() + 4L * (nd.depth + 1) * nd.width + nd.width; }
+// Where the adjoints ∂H/∂u_l of a stored pass start (row l = 0..L).
+HINN_HD long adjoint_offset(const NetDesc& nd) { return nd.n_in() + 3L * (nd.depth + 1) * nd.width + nd.width; }
 // Work space of grad_from_primal and vjp_from_primal, in lane values.
 HINN_HD long work_size(const NetDesc& nd) { return 5L * nd.width + 2L * (nd.depth + 1) * nd.width; }
 
@@ -111,9 +113,10 @@ HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
   return H;
 }
 
-// g = ∇_x H from a stored primal pass. work: work_size.
+// g = ∇_x H from a stored primal pass. work: work_size. keep: also store the adjoints a_l = ∂H/∂u_l in
+// the pass (adjoint_offset), which a later vjp_from_primal reads instead of recomputing them.
 template <int W, class S, class PP, class GP, class WP>
-HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP work) {
+HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP work, bool keep = false) {
   using V = elem_t<WP>;
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
@@ -123,9 +126,12 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
   WP a = work;
   WP c = a + w;
   const S* ko = th + nd.off_out();
+  PP A = P + adjoint_offset(nd);
   for (int k = 0; k < w; ++k) a[k] = splat<V>(ko[k]);  // a = ∂H/∂u_l
   for (int l = L; l >= 1; --l) {
     const S* K = th + nd.off_layer(l);
+    if (keep)
+      for (int k = 0; k < w; ++k) A[l * w + k] = a[k];
     for (int k = 0; k < w; ++k) c[k] = hr * D1[l * w + k] * a[k];
     int j = 0;
     for (; j + 2 <= w; j += 2) {  // two rows of K per sweep over c
@@ -144,6 +150,8 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
       a[j] = acc;
     }
   }
+  if (keep)
+    for (int k = 0; k < w; ++k) A[k] = a[k];
   for (int k = 0; k < w; ++k) c[k] = D1[k] * a[k];
   for (int i = 0; i < n_in; ++i) {
     V acc{};
@@ -163,9 +171,11 @@ HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, con
 // accumulates  xbar += ∇_x (cH H + v·∇_x H)  and  acc(i, ∂/∂θ_i (cH H + v·∇_x H))  for every parameter.
 // v·∇_x H is the forward-mode tangent of H along v: the tangent is pushed through the network (reusing
 // the stored σ', σ''), then the primal-plus-tangent computation is swept in reverse; no Hessian is
-// formed. work: work_size.
+// formed. The reverse sweep's cotangent of the tangent u̇_l is the gradient sweep's adjoint ∂H/∂u_l:
+// with adjoints (kept by grad_from_primal) it is read, not recomputed. work: work_size.
 template <int W, class V, class S, class PP, class VP, class XP, class Acc, class WP>
-HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work) {
+HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work,
+                               bool adjoints = false) {
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
@@ -180,6 +190,7 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
   WP ub = zd + w;      // ū
   WP udb = ub + w;     // ū̇
   const PP uL = UI + (L + 1) * w;  // u_L
+  const PP A = P + adjoint_offset(nd);
   WP ZD = udb + w;     // ż_l     (L+1) x w
   WP UDI = ZD + (L + 1) * w;  // u̇_{l-1} (row l >= 1)
   // ---- tangent along v
@@ -214,8 +225,9 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
     const WP udi = UDI + l * w;
     for (int k = 0; k < w; ++k) {
       const V d1 = D1[l * w + k];
-      zd[k] = hr * udb[k] * d1;                                                // ż̄
-      z[k] = D2[l * w + k] * (hr * udb[k] * ZD[l * w + k]) + hr * d1 * ub[k];  // z̄
+      const V a = adjoints ? V(A[l * w + k]) : V(udb[k]);
+      zd[k] = hr * a * d1;                                                // ż̄
+      z[k] = D2[l * w + k] * (hr * a * ZD[l * w + k]) + hr * d1 * ub[k];  // z̄
     }
     // K's cotangent and the matrix–vector products in separate sweeps: together they need more registers
     // than a wide block of samples leaves
@@ -223,21 +235,41 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
       const V u = ui[j], ud_j = udi[j];
       for (int k = 0; k < w; ++k) acc_outer(acc, ol + j * w + k, u, z[k], ud_j, zd[k]);
     }
-    for (int j = 0; j < w; ++j) {
-      V a = ub[j], b = udb[j];
-      for (int k = 0; k < w; ++k) {
-        a += K[j * w + k] * z[k];
-        b += K[j * w + k] * zd[k];
+    if (adjoints) {  // ū only, two rows of K per sweep over z̄
+      int j = 0;
+      for (; j + 2 <= w; j += 2) {
+        V a0 = ub[j], a1 = ub[j + 1];
+        for (int k = 0; k < w; ++k) {
+          const V zk = z[k];
+          a0 += K[j * w + k] * zk;
+          a1 += K[(j + 1) * w + k] * zk;
+        }
+        ub[j] = a0;
+        ub[j + 1] = a1;
       }
-      ub[j] = a;
-      udb[j] = b;
+      for (; j < w; ++j) {
+        V a = ub[j];
+        for (int k = 0; k < w; ++k) a += K[j * w + k] * z[k];
+        ub[j] = a;
+      }
+    } else {
+      for (int j = 0; j < w; ++j) {
+        V a = ub[j], b = udb[j];
+        for (int k = 0; k < w; ++k) {
+          a += K[j * w + k] * z[k];
+          b += K[j * w + k] * zd[k];
+        }
+        ub[j] = a;
+        udb[j] = b;
+      }
     }
     for (int k = 0; k < w; ++k) acc(ol + w * w + k, z[k]);
   }
   for (int k = 0; k < w; ++k) {
     const V d1 = D1[k];
-    zd[k] = udb[k] * d1;
-    z[k] = D2[k] * (udb[k] * ZD[k]) + d1 * ub[k];
+    const V a = adjoints ? V(A[k]) : V(udb[k]);
+    zd[k] = a * d1;
+    z[k] = D2[k] * (a * ZD[k]) + d1 * ub[k];
   }
   for (int i = 0; i < n_in; ++i) {
     V a{};
