@@ -3,11 +3,13 @@
     python benchmarks/widths.py                    # float32 and float64, the width table
     python benchmarks/widths.py --dtype float32 --json widths.json
 
-A training step is what ``hinn train`` does per minibatch: ``hinn.step`` (symplectic Euler), MSE against
-targets, ``backward()``; d = 4 with t, N = 2000 samples. ``kernel GFLOP/s`` times the compiled step and
-its backward alone (no op layer) and counts FLOPs by ``bench.flops``; ``% peak`` divides by one core's
-FP32 (or FP64) peak at the clock /proc/cpuinfo reports (16 FP32 FMA lanes per cycle with AVX2 or AVX-512 on
-Zen 4, i.e. 32 FLOP/cycle; half that in float64), so it is an estimate when the clock boosts.
+A training step through the public API: ``hinn.step`` (symplectic Euler), MSE against targets,
+``backward()``; d = 4 with t, N = 2000 samples. ``window`` is what ``hinn train`` runs per minibatch
+instead: the same step and squared error as N one-step windows, loss and gradients in one compiled call.
+``kernel GFLOP/s`` times the compiled step and its backward alone (no op layer) and counts FLOPs by
+``bench.flops``; ``% peak`` divides by one core's FP32 (or FP64) peak at the clock /proc/cpuinfo reports
+(16 FP32 FMA lanes per cycle with AVX2 or AVX-512 on Zen 4, i.e. 32 FLOP/cycle; half that in float64),
+so it is an estimate when the clock boosts.
 """
 
 from __future__ import annotations
@@ -50,6 +52,22 @@ def train_step_ms(net, d, N, dtype, scheme="symplectic_euler") -> float:
     return _time(run, budget=0.6) * 1e3
 
 
+def window_step_ms(net, d, N, dtype, scheme="symplectic_euler") -> float:
+    """What ``hinn train`` runs per minibatch instead: the same step and squared error as N one-step
+    training windows, loss and gradients in one compiled call (``fused.window_loss_grad``)."""
+    torch.manual_seed(1)
+    t = torch.rand(N, dtype=dtype)
+    p, q = torch.randn(N, d, dtype=dtype), torch.randn(N, d, dtype=dtype)
+    P, Q = torch.randn(1, N, d, dtype=dtype), torch.randn(1, N, d, dtype=dtype)
+    spec, code = hinn.backends.fused.spec_of(net), hinn.backends.fused.core.SCHEMES[scheme]
+    th = net.theta.detach()
+
+    def run():
+        hinn.backends.fused.window_loss_grad(th, t, p, q, P, Q, spec, net.resnet_step, 0.1, code, 1.0 / (N * d))
+
+    return _time(run, budget=0.6) * 1e3
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dtype", choices=["float32", "float64"], nargs="+", default=["float32", "float64"])
@@ -70,9 +88,9 @@ def main(argv=None) -> None:
     )
     print(
         "| dtype | w × L | fused ms | autograd ms | hessquik ms | fused vs autograd | fused vs hessquik "
-        "| kernel GFLOP/s | % peak |"
+        "| kernel GFLOP/s | % peak | window ms | window vs autograd |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.dtype:
         dtype = getattr(torch, name)
         peak = ghz * (32 if dtype == torch.float32 else 16)
@@ -84,6 +102,7 @@ def main(argv=None) -> None:
                 net.backend = be
                 ms[be] = train_step_ms(net, args.d, args.N, dtype)
             k = kernel_only(args.d, w, L, args.N, dtype, 1)
+            ms["window"] = window_step_ms(net, args.d, args.N, dtype)
             r = dict(
                 dtype=name,
                 w=w,
@@ -98,7 +117,7 @@ def main(argv=None) -> None:
             print(
                 f"| {name} | {w} × {L} | {ms['fused']:.3f} | {ms['autograd']:.3f} | {hq:.3f} "
                 f"| {ms['autograd'] / ms['fused']:.1f}× | {hq / ms['fused']:.1f}× | {r['kernel_gflops']:.1f} "
-                f"| {r['pct_peak']:.0f} % |",
+                f"| {r['pct_peak']:.0f} % | {ms['window']:.3f} | {ms['autograd'] / ms['window']:.1f}× |",
                 flush=True,
             )
     if args.json:
