@@ -61,6 +61,28 @@ HINN_HD void layer_outputs(int w, UP u, const S* K, const S* b, Out&& out) {
   }
 }
 
+// a += K c for a, c of width w, K (w, w) row-major: the reverse sweeps' product. Two rows of K per sweep
+// over c, as layer_outputs takes two outputs per sweep over u.
+template <class V, class S, class CP, class AP>
+HINN_HD void add_rows_times(int w, const S* K, CP c, AP a) {
+  int j = 0;
+  for (; j + 2 <= w; j += 2) {
+    V a0 = a[j], a1 = a[j + 1];
+    for (int k = 0; k < w; ++k) {
+      const V ck = c[k];
+      a0 += K[j * w + k] * ck;
+      a1 += K[(j + 1) * w + k] * ck;
+    }
+    a[j] = a0;
+    a[j + 1] = a1;
+  }
+  for (; j < w; ++j) {
+    V acc = a[j];
+    for (int k = 0; k < w; ++k) acc += K[j * w + k] * c[k];
+    a[j] = acc;
+  }
+}
+
 // Primal pass: stores x and the layer quantities in P (primal_size), returns H(x). With Full = false
 // only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest.
 template <int W, bool Full = true, class S, class XP, class PP>
@@ -133,22 +155,7 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
     if (keep)
       for (int k = 0; k < w; ++k) A[l * w + k] = a[k];
     for (int k = 0; k < w; ++k) c[k] = hr * D1[l * w + k] * a[k];
-    int j = 0;
-    for (; j + 2 <= w; j += 2) {  // two rows of K per sweep over c
-      V a0 = a[j], a1 = a[j + 1];
-      for (int k = 0; k < w; ++k) {
-        const V ck = c[k];
-        a0 += K[j * w + k] * ck;
-        a1 += K[(j + 1) * w + k] * ck;
-      }
-      a[j] = a0;
-      a[j + 1] = a1;
-    }
-    for (; j < w; ++j) {
-      V acc = a[j];
-      for (int k = 0; k < w; ++k) acc += K[j * w + k] * c[k];
-      a[j] = acc;
-    }
+    add_rows_times<V>(w, K, c, a);
   }
   if (keep)
     for (int k = 0; k < w; ++k) A[k] = a[k];
@@ -235,23 +242,8 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
       const V u = ui[j], ud_j = udi[j];
       for (int k = 0; k < w; ++k) acc_outer(acc, ol + j * w + k, u, z[k], ud_j, zd[k]);
     }
-    if (adjoints) {  // ū only, two rows of K per sweep over z̄
-      int j = 0;
-      for (; j + 2 <= w; j += 2) {
-        V a0 = ub[j], a1 = ub[j + 1];
-        for (int k = 0; k < w; ++k) {
-          const V zk = z[k];
-          a0 += K[j * w + k] * zk;
-          a1 += K[(j + 1) * w + k] * zk;
-        }
-        ub[j] = a0;
-        ub[j + 1] = a1;
-      }
-      for (; j < w; ++j) {
-        V a = ub[j];
-        for (int k = 0; k < w; ++k) a += K[j * w + k] * z[k];
-        ub[j] = a;
-      }
+    if (adjoints) {  // ū only
+      add_rows_times<V>(w, K, z, ub);
     } else {
       for (int j = 0; j < w; ++j) {
         V a = ub[j], b = udb[j];
