@@ -226,7 +226,7 @@ def test_train_on_your_own_data(tmp_path):
     ds = hinn.data.Dataset.load(os.path.join(out, "data.npz"))
     assert ds.train.n + ds.val.n + ds.test.n == tr.n and ds.val.n >= 1 and ds.test.n >= 1
     assert main(["eval", out, "--data", f]) == 0  # every trajectory of the file, in a folder of its own
-    assert json.load(open(os.path.join(out, "eval-mine", "metrics.json")))["n_test_trajectories"] == tr.n
+    assert json.load(open(os.path.join(out, "eval-mine", "eval.json")))["n_test_trajectories"] == tr.n
 
 
 @pytest.mark.parametrize(
@@ -235,7 +235,10 @@ def test_train_on_your_own_data(tmp_path):
         (lambda z: z.pop("q"), "missing array"),
         (lambda z: z.update(t=z["t"][::-1].copy()), "strictly increasing"),
         (lambda z: z.update(t=z["t"] ** 1.1), "not uniform"),
-        (lambda z: z.update(p=z["p"][:, :-1]), "must have shape"),
+        (
+            lambda z: z.update(p=z["p"][:, :-1]),
+            r"p has shape \(8, 20, 1\), expected \(M, T, d\) or \(T, d\) with T = 21",
+        ),
         (lambda z: z["q"].__setitem__((5, 3, 0), np.nan), "q contains NaN or infinite values in trajectory 5"),
         (lambda z: z.update(p=z["p"][:2], q=z["q"][:2]), "at least 3 trajectories"),
     ],

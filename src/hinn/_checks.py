@@ -123,3 +123,46 @@ def check_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     return steps
+
+
+def check_samples(owner: str, states: "dict[str, torch.Tensor]", stacked: "dict[str, torch.Tensor]") -> None:
+    """Validate an objective's samples at construction: ``states`` are t (M,) then tensors of shape (M, d);
+    ``stacked`` are targets of shape (K, M, d), K steps first. One dtype, one device, finite values;
+    ``ValueError``/``TypeError`` naming the argument, its shape and the expected one (a target given as
+    (M, K, d) is named as such)."""
+    every = {**states, **stacked}
+    for name, x in every.items():
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{owner}: {name} must be a torch.Tensor, got {type(x).__name__}")
+        if x.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{owner}: {name} has dtype {x.dtype}; expected torch.float32 or torch.float64")
+    (t_name, t), *rest = states.items()
+    if t.dim() != 1:
+        raise ValueError(f"{owner}: {t_name} must have shape (M,), got {tuple(t.shape)}")
+    M = t.shape[0]
+    ref_name, ref = rest[0]
+    if ref.dim() != 2 or ref.shape[0] != M:
+        raise ValueError(f"{owner}: {ref_name} must have shape (M, d) = ({M}, d), got {tuple(ref.shape)}")
+    d = ref.shape[1]
+    for name, x in rest[1:]:
+        if tuple(x.shape) != (M, d):
+            raise ValueError(f"{owner}: {name} has shape {tuple(x.shape)} but {ref_name} has {(M, d)}")
+    K = None
+    for name, x in stacked.items():
+        if x.dim() == 3 and x.shape[1:] == (M, d) and (K is None or x.shape[0] == K):
+            K = x.shape[0]
+            continue
+        hint = ""
+        if x.dim() == 3 and x.shape[0] == M and x.shape[2] == d:
+            hint = f"; yours looks like (M, K, d): pass {name}.transpose(0, 1)"
+        expected = f"(K, {M}, {d})" if K is None else f"({K}, {M}, {d})"
+        raise ValueError(f"{owner}: {name} must have shape (K, M, d) = {expected} (K steps, M samples), got "
+                         f"{tuple(x.shape)}{hint}")  # fmt: skip
+    dtypes = {x.dtype for x in every.values()}
+    devices = {x.device for x in every.values()}
+    if len(dtypes) > 1 or len(devices) > 1:
+        kinds = ", ".join(f"{n} {x.dtype} on {x.device}" for n, x in every.items())
+        raise TypeError(f"{owner}: every tensor needs one dtype and one device; got {kinds}")
+    for name, x in every.items():
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"{owner}: {name} contains NaN or infinite values")

@@ -134,54 +134,108 @@ def generate(
 SPLIT_FRACTIONS = (0.7, 0.15, 0.15)
 
 
+def read_npz(path: str) -> Dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, or a ``ValueError`` that says what the file is instead."""
+    if not os.path.isfile(path):
+        raise ValueError(f"{path}: no such file")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # text, pickles, truncated archives: numpy's messages say little
+        z = None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        what = "a single .npy array" if isinstance(z, np.ndarray) else "not a NumPy .npz archive"
+        raise ValueError(f"{path}: {what}; expected an .npz archive with arrays t (T,), p and q (M, T, d), "
+                         "written by np.savez(path, t=t, p=p, q=q)")  # fmt: skip
+    with z:
+        return {k: z[k] for k in z.files}
+
+
+def _eps(dtype: np.dtype) -> float:
+    return float(np.finfo(dtype).eps) if np.issubdtype(dtype, np.floating) else 0.0
+
+
+def uniform_step(t: np.ndarray, stored: np.dtype, what: str = "t") -> float:
+    """The step of the time grid ``t`` (T,), checked to be strictly increasing and uniform.
+
+    Uniform means: every step within rounding of the mean step, where rounding is that of the precision
+    ``t`` was stored in (float32 times such as 0.1, 0.2, ... 10.0 differ from a uniform grid by about
+    ``eps(float32) · max|t|``), and at least 1e-6 relative. Raises ``ValueError`` naming the offending
+    entries otherwise."""
+    dt = np.diff(t)
+    if (dt <= 0).any():
+        k = int(np.argmax(dt <= 0))
+        raise ValueError(f"{what} must be strictly increasing ({what}[{k}] = {t[k]}, {what}[{k + 1}] = {t[k + 1]})")
+    h = float((t[-1] - t[0]) / (len(t) - 1))
+    tol = max(1e-6 * h, 8 * _eps(stored) * float(np.abs(t).max()))
+    if np.abs(dt - h).max() > tol:
+        k = int(np.argmax(np.abs(dt - h)))
+        raise ValueError(f"the time steps are not uniform (from {dt.min():g} to {dt.max():g}; {what}[{k + 1}] - "
+                         f"{what}[{k}] = {dt[k]:g} against a mean step of {h:g}); resample the trajectories onto "
+                         "a uniform grid")  # fmt: skip
+    return h
+
+
+def _trajectory_array(path: str, name: str, X: np.ndarray, T: int) -> np.ndarray:
+    """p or q as (M, T, d) (one trajectory may come as (T, d)), with an error that shows the shape given."""
+    if X.ndim == 2 and X.shape[0] == T:
+        return X[None]
+    if X.ndim == 3 and X.shape[1] == T:
+        return X
+    hint = ""
+    if X.ndim == 2 and X.shape[1] == T:
+        hint = f"; for d = 1 add the last axis ({name}[..., None] has shape {X.shape + (1,)})"
+    raise ValueError(f"{path}: {name} has shape {X.shape}, expected (M, T, d) or (T, d) with T = {T} (the length "
+                     f"of t){hint}")  # fmt: skip
+
+
 def load_trajectories(
     path: str, seed: int = 0, fractions: Tuple[float, float, float] = SPLIT_FRACTIONS, min_trajectories: int = 3
 ) -> Dataset:
     """A user's observed trajectories as a :class:`Dataset`, split by trajectory.
 
-    File format (``.npz``, e.g. ``np.savez(path, t=t, p=P, q=Q)``):
+    File format (``.npz``, e.g. ``np.savez(path, t=t, p=P, q=Q)``; float32 or float64):
 
-    * ``t``: (T,) observation times, strictly increasing and uniformly spaced (relative spread of the
-      steps at most 1e-6; resample non-uniform data onto a uniform grid first);
+    * ``t``: (T,) observation times, strictly increasing and uniformly spaced (up to the rounding of the
+      precision they are stored in, see :func:`uniform_step`; resample non-uniform data onto a uniform
+      grid first). The data set holds them as the uniform grid t[0] + k h;
     * ``p``, ``q``: (M, T, d) momenta and positions of M trajectories (or (T, d) for one trajectory);
     * optionally ``h``: the step, checked against ``t``.
 
     The trajectories are shuffled with ``seed`` and split by ``fractions`` (train, validation, test;
     at least one trajectory in each split with a positive fraction; ``min_trajectories`` 3 by default).
-    Raises ``ValueError`` naming what is wrong: a missing
-    array, shapes, a non-finite value (with its trajectory), a non-increasing or non-uniform ``t``.
+    Raises ``ValueError`` naming what is wrong: not an ``.npz`` archive, a missing array, shapes, a
+    non-finite value (with its trajectory), a non-increasing or non-uniform ``t``.
     """
-    try:
-        z = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read it as an .npz file ({e})") from None
-    missing = [k for k in ("t", "p", "q") if k not in z.files]
+    z = read_npz(path)
+    missing = [k for k in ("t", "p", "q") if k not in z]
     if missing:
-        raise ValueError(f"{path}: missing array(s) {', '.join(missing)}; expected t (T,), p and q (M, T, d)")
+        raise ValueError(f"{path}: missing array(s) {', '.join(missing)} (it has {', '.join(z) or 'none'}); "
+                         "expected t (T,), p and q (M, T, d)")  # fmt: skip
+    for k in ("t", "p", "q"):
+        if not (np.issubdtype(z[k].dtype, np.floating) or np.issubdtype(z[k].dtype, np.integer)):
+            raise ValueError(f"{path}: {k} must hold numbers, got dtype {z[k].dtype}")
+    t_stored = z["t"].dtype
     t = np.asarray(z["t"], dtype=np.float64)
-    P, Q = np.asarray(z["p"], dtype=np.float64), np.asarray(z["q"], dtype=np.float64)
-    if P.ndim == 2:
-        P, Q = P[None], Q[None]
     if t.ndim != 1 or len(t) < 2:
         raise ValueError(f"{path}: t must have shape (T,) with T >= 2, got {t.shape}")
-    if P.ndim != 3 or P.shape != Q.shape or P.shape[1] != len(t):
-        raise ValueError(f"{path}: p and q must have shape (M, T, d) with T = {len(t)}; got p {P.shape}, q {Q.shape}")
+    T = len(t)
+    P = _trajectory_array(path, "p", np.asarray(z["p"], dtype=np.float64), T)
+    Q = _trajectory_array(path, "q", np.asarray(z["q"], dtype=np.float64), T)
+    if P.shape != Q.shape:
+        raise ValueError(f"{path}: p and q must have the same shape; got p {z['p'].shape}, q {z['q'].shape}")
     if not np.isfinite(t).all():
         raise ValueError(f"{path}: t contains NaN or infinite values")
     for name, X in (("p", P), ("q", Q)):
         bad = ~np.isfinite(X).all(axis=(1, 2))
         if bad.any():
             raise ValueError(f"{path}: {name} contains NaN or infinite values in trajectory {int(np.argmax(bad))}")
-    dt = np.diff(t)
-    if (dt <= 0).any():
-        k = int(np.argmax(dt <= 0))
-        raise ValueError(f"{path}: t must be strictly increasing (t[{k}] = {t[k]}, t[{k + 1}] = {t[k + 1]})")
-    h = float(dt.mean())
-    if np.abs(dt - h).max() > 1e-6 * h:
-        raise ValueError(f"{path}: the time steps are not uniform (from {dt.min():g} to {dt.max():g}); resample the "
-                         "trajectories onto a uniform grid")  # fmt: skip
-    if "h" in z.files and abs(float(z["h"]) - h) > 1e-6 * h:
-        raise ValueError(f"{path}: h = {float(z['h'])} does not match the spacing of t ({h})")
+    try:
+        h = uniform_step(t, t_stored)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if "h" in z and (z["h"].size != 1 or abs(float(z["h"]) - h) > max(1e-6, 8 * _eps(z["h"].dtype)) * h):
+        raise ValueError(f"{path}: h = {z['h']} does not match the spacing of t ({h})")
+    t = t[0] + h * np.arange(T)
     M = P.shape[0]
     if M < min_trajectories:
         raise ValueError(f"{path}: need at least {min_trajectories} trajectories (train, validation, test), got {M}")

@@ -15,10 +15,12 @@ An objective holds its samples and computes the loss of a model on any subset of
 from __future__ import annotations
 
 import copy
+import math
 from typing import Dict, Optional, Protocol, Tuple, Union
 
 from torch import Tensor
 
+from ._checks import check_samples
 from .integrators import Scheme, get_scheme, rollout, step
 
 Index = Optional[Union[Tensor, slice]]
@@ -92,13 +94,23 @@ def _take(x: Tensor, idx: Index, dim: int = 0) -> Tensor:
 
 
 class TrajectoryObjective(_Samples):
-    """HINN: K-step windows (t0 (M,), p0, q0 (M, d); targets P, Q (K, M, d)) observed every ``h``."""
+    """HINN: K-step windows observed every ``h``: starts t0 (M,), p0, q0 (M, d) and targets P_target,
+    Q_target (K, M, d) — the K observations after each start, steps first (what
+    :meth:`hinn.data.Trajectories.windows` returns). Checked at construction (shapes, one dtype and
+    device, finite values, h > 0); ``scheme`` a name or a :class:`hinn.Scheme`."""
 
     _fields, _sample_dims = ("t0", "p0", "q0", "P", "Q"), (0, 0, 0, 1, 1)
 
     def __init__(self, t0, p0, q0, P_target, Q_target, h: float, scheme: "str | Scheme" = "symplectic_euler"):
+        check_samples(
+            "TrajectoryObjective", {"t0": t0, "p0": p0, "q0": q0}, {"P_target": P_target, "Q_target": Q_target}
+        )
+        if isinstance(h, bool) or not isinstance(h, (int, float)) or not math.isfinite(h) or h <= 0:
+            raise ValueError(f"TrajectoryObjective: h must be a positive number, got {h!r}")
+        if P_target.shape[0] < 1:
+            raise ValueError("TrajectoryObjective: the targets hold no step (K = 0); windows need K >= 1")
         self.t0, self.p0, self.q0, self.P, self.Q = t0, p0, q0, P_target, Q_target
-        self.h, self.scheme = float(h), scheme
+        self.h, self.scheme = float(h), get_scheme(scheme)
         self.n = int(t0.shape[0])
 
     def loss(self, model, idx: Index = None) -> Tensor:
@@ -122,7 +134,7 @@ class TrajectoryObjective(_Samples):
             return None
         P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
         scale = 1.0 / (P.numel() * 2 * self.h * self.h)  # the means of trajectory_loss, over 2h²
-        res = fn(get_scheme(self.scheme), _take(self.t0, idx), _take(self.p0, idx), _take(self.q0, idx), P, Q,
+        res = fn(self.scheme, _take(self.t0, idx), _take(self.p0, idx), _take(self.q0, idx), P, Q,
                  self.h, scale)  # fmt: skip
         if res is None:
             return None
@@ -136,6 +148,7 @@ class DerivativeObjective(_Samples):
     _fields, _sample_dims = ("t", "p", "q", "dp", "dq"), (0, 0, 0, 0, 0)
 
     def __init__(self, t, p, q, dp_dt, dq_dt):
+        check_samples("DerivativeObjective", {"t": t, "p": p, "q": q, "dp_dt": dp_dt, "dq_dt": dq_dt}, {})
         self.t, self.p, self.q, self.dp, self.dq = t, p, q, dp_dt, dq_dt
         self.n = int(t.shape[0])
 
