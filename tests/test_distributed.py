@@ -37,6 +37,7 @@ def test_two_processes_equal_one(tmp_path, backend):
     # rank 0 alone evaluated, wrote and printed
     assert os.path.exists(os.path.join(two, "metrics.json")) and os.path.exists(os.path.join(two, "loss.png"))
     assert res.stdout.count("rollout_mse") == 1
+    assert "data-parallel over 2 processes" in res.stdout
     m1, m2 = (json.load(open(os.path.join(d, "metrics.json"))) for d in (one, two))
     assert m2["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-9)
 

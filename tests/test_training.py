@@ -158,12 +158,13 @@ def test_cli_end_to_end(tmp_path, capsys):
         assert os.path.exists(os.path.join(out, f)), f
     m1 = json.load(open(os.path.join(out, "metrics.json")))
     assert main(["eval", out, "--device", "cpu"]) == 0
-    m2 = json.load(open(os.path.join(out, "metrics.json")))
-    assert m1["device"] == "cpu"
+    m2 = json.load(open(os.path.join(out, "eval.json")))
+    assert m1["device"] == "cpu" and m2["device"] == "cpu"
     assert m2["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-12)
     assert main(["eval", out, "--backend", "hessquik"]) == 0  # the oracle evaluates the same run
-    m3 = json.load(open(os.path.join(out, "metrics.json")))
-    assert m3["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-9)
+    m3 = json.load(open(os.path.join(out, "eval.json")))
+    assert m3["rollout_mse"] == pytest.approx(m1["rollout_mse"], rel=1e-9) and m3["backend"] == "hessquik"
+    assert json.load(open(os.path.join(out, "metrics.json"))) == m1  # the training's metrics are kept
     cfg = tmp_path / "c.json"
     cfg.write_text(json.dumps({"epochs": 2, "sizes": [40, 10, 10], "transitions": 10, "depth": 1}))
     out2 = str(tmp_path / "run2")

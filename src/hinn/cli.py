@@ -54,19 +54,26 @@ def _demo(args) -> int:
     return 0 if math.isfinite(loss.item()) else 1
 
 
-def _print_metrics(metrics: dict, run_dir: Optional[str]) -> None:
+def _print_metrics(metrics: dict, folder: Optional[str], written: str) -> None:
+    """The metrics, one per line, and what was written where (``written``: the files, in words)."""
     if not metrics:  # a data-parallel rank other than 0: nothing was evaluated here
         return
     width = max(len(k) for k in metrics)
     for k, v in metrics.items():
         print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
-    if run_dir:
-        print(f"run folder: {run_dir} (metrics.json, checkpoint.pt, figures)")
+    if folder:
+        print(f"written to {folder}: {written}")
+
+
+_RUN_FILES = "metrics.json, checkpoint.pt, config.json, data.npz, figures"
 
 
 # TrainConfig fields that are plain command-line options
-_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "scheme", "width", "depth", "activation",
-                 "seed", "backend", "dtype", "noise", "transitions", "h", "patience", "data")  # fmt: skip
+_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "scheme", "omega", "width", "depth",
+                 "activation", "time_dependent", "seed", "backend", "dtype", "noise", "transitions", "h", "patience",
+                 "data")  # fmt: skip
+# the options that describe generated data (TrainConfig.GENERATED_ONLY), as spelled on the command line
+_GENERATED_OPTIONS = {"sizes": "--sizes", "transitions": "--transitions", "h": "--h", "noise": "--noise"}
 
 
 def _config_from_args(args, base: TrainConfig) -> TrainConfig:
@@ -85,44 +92,74 @@ def _config_from_args(args, base: TrainConfig) -> TrainConfig:
     return TrainConfig.from_dict({**asdict(base), **overrides})
 
 
-def _train(args) -> int:
+def _announce(what: str, cfg: TrainConfig) -> None:
+    """The settings actually used, and the process count when data-parallel."""
+    print(f"{what}: {cfg.describe()}")
+    size = distributed.world()[1]
+    if size > 1:
+        print(f"data-parallel over {size} processes ({distributed.group_backend()})")
+
+
+def _run(args, cfg: TrainConfig, out: str) -> None:
     from .experiments import run
 
+    metrics = run(
+        cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device, cuda_graph=args.cuda_graph
+    )
+    _print_metrics(metrics, out, _RUN_FILES)
+
+
+def _train(args) -> int:
     if (args.system is None) == (args.data is None):
-        raise SystemExit("hinn train: give a system name or --data FILE (one of the two)")
+        raise UsageError("give a system name or --data FILE (one of the two)")
+    if args.data:
+        given = [flag for key, flag in _GENERATED_OPTIONS.items() if getattr(args, key) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} describe generated data; with --data FILE the file's trajectories "
+                             "fix the sizes and the time step")  # fmt: skip
     cfg = _config_from_args(args, TrainConfig(system=args.system or USER_DATA))
     name = os.path.splitext(os.path.basename(cfg.data))[0] if cfg.data else cfg.system
     out = args.out or os.path.join("runs", f"{name}-seed{cfg.seed}")
-    print(f"training on {cfg.data or cfg.system}: {cfg}")
-    _print_metrics(
-        run(
-            cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device, cuda_graph=args.cuda_graph
-        ),
-        out,
-    )
+    _announce(f"training on {cfg.data or cfg.system}", cfg)
+    if cfg.data and args.time_dependent is None:
+        print(f"learning {'H(t, p, q)' if cfg.learns_time else 'an autonomous H(p, q)'} "
+              f"({'--autonomous' if cfg.learns_time else '--time-dependent'} for the other)")  # fmt: skip
+    _run(args, cfg, out)
     return 0
 
 
 def _eval(args) -> int:
-    from .experiments import evaluate_dir, evaluation_dir
+    from .experiments import EVAL, evaluate_dir, evaluation_dir
 
-    metrics = evaluate_dir(args.run_dir, backend=args.backend, data=args.data, device=args.device)
-    _print_metrics(metrics, evaluation_dir(args.run_dir, args.data))
+    metrics = evaluate_dir(args.run_dir, backend=args.backend, data=args.data, device=args.device, coords=args.coords)
+    _print_metrics(metrics, evaluation_dir(args.run_dir, args.data), f"{EVAL}, figures")
+    return 0
+
+
+def _predict(args) -> int:
+    from .predict import predict_run
+
+    out, fig = predict_run(
+        args.run_dir,
+        args.initial_states,
+        steps=args.steps,
+        h=args.h,
+        out=args.out,
+        backend=args.backend,
+        device=args.device,
+        coords=args.coords,
+    )
+    print(f"written to {out} (t (T,), p and q (n, T, d)) and {fig}")
     return 0
 
 
 def _reproduce(args) -> int:
-    from .experiments import poster_config, run
+    from .experiments import poster_config
 
     cfg = _config_from_args(args, poster_config(args.experiment))
     out = args.out or os.path.join("runs", f"reproduce-{args.experiment}")
-    print(f"reproducing the poster's {args.experiment} experiment: {cfg}")
-    _print_metrics(
-        run(
-            cfg, out, resume=args.resume, progress=not args.no_progress, device=args.device, cuda_graph=args.cuda_graph
-        ),
-        out,
-    )
+    _announce(f"reproducing the poster's {args.experiment} experiment", cfg)
+    _run(args, cfg, out)
     return 0
 
 
@@ -148,12 +185,18 @@ def _compare(args) -> int:
     return 0
 
 
+def _add_coords_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--coords", type=int, nargs="+", metavar="I",
+                   help="coordinates to plot, counted from 0 (default: all, up to 6)")  # fmt: skip
+
+
 def _add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda or cuda:K (default: cuda when a GPU is visible, else cpu)")
 
 
 def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> None:
-    g = p.add_argument_group("training options (override the defaults, the preset or the config file)")
+    title = "override the defaults, the preset or the config file" if config_file else "override the experiment's"
+    g = p.add_argument_group(f"training options ({title})")
     if config_file:
         g.add_argument("--config", help="JSON file with TrainConfig fields")
         g.add_argument("--preset", choices=list(PRESETS), help="named settings (poster: width 3, depth 20, GD)")
@@ -163,11 +206,18 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
     g.add_argument("--batch-size", dest="batch_size", type=int, help="samples per mini-batch")
     g.add_argument("--window", type=int, help="K: train on K-step rollout windows (1: one-step pairs)")
     g.add_argument("--scheme", choices=list(SCHEMES), help="the integrator the network is trained through")
+    g.add_argument("--omega", type=float, help="Tao's coupling ω (schemes tao, tao4; default 20)")
     g.add_argument("--width", type=int, help="network width")
     g.add_argument("--depth", type=int, help="residual layers")
     g.add_argument("--activation", choices=list(ACTIVATIONS))
+    td = g.add_mutually_exclusive_group()
+    td.add_argument("--time-dependent", dest="time_dependent", action="store_const", const=True,
+                    help="t is an input of H (default for built-in systems)")  # fmt: skip
+    td.add_argument("--autonomous", dest="time_dependent", action="store_const", const=False,
+                    help="H(p, q) without t (default for --data)")  # fmt: skip
     g.add_argument("--dtype", choices=list(DTYPES))
-    g.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="samples per split")
+    g.add_argument("--sizes", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+                   help="samples per split (generated data)")  # fmt: skip
     g.add_argument("--transitions", type=int, help="transitions per generated trajectory")
     g.add_argument("--h", type=float, help="observation interval of generated data")
     g.add_argument("--noise", type=float, help="std of the noise added to generated observations")
@@ -181,13 +231,15 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
         help="replay training steps from a CUDA graph (a CUDA device, fused backend)",
     )
     p.add_argument("--out", help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's checkpoint (--epochs may extend it)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hinn", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"hinn {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="train on one spring–mass trajectory and print the loss")
     demo.add_argument("--iterations", type=int, default=300, help="optimiser steps")
@@ -202,12 +254,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_options(tr)
     tr.set_defaults(func=_train)
 
-    ev = sub.add_parser("eval", help="evaluate a run folder again (metrics and figures)")
+    ev = sub.add_parser("eval", help="evaluate a run folder again (eval.json beside metrics.json, and figures)")
     ev.add_argument("run_dir")
     ev.add_argument("--backend", choices=list(BACKENDS), help="evaluate with this backend")
     ev.add_argument("--data", help="evaluate on all trajectories of this .npz instead of the run's test split")
+    _add_coords_option(ev)
     _add_device_option(ev)
     ev.set_defaults(func=_eval)
+
+    pr = sub.add_parser("predict", help="roll a trained model out from initial states; save and plot the trajectories")
+    pr.add_argument("run_dir")
+    pr.add_argument("--initial-states", dest="initial_states",
+                    help=".npz with p and q, (n, d) initial states or (n, T, d) trajectories (their first states), "
+                         "optionally t (the start time, or the trajectories' times); default: the run's test "
+                         "trajectories")  # fmt: skip
+    pr.add_argument("--steps", type=int, help="steps to take (default: the length of the run's test trajectories)")
+    pr.add_argument("--h", type=float, help="time step (default: the run's observation interval)")
+    pr.add_argument("--out", help="the .npz to write (default RUN_DIR/predictions.npz); the figure goes beside it")
+    pr.add_argument("--backend", choices=list(BACKENDS), help="roll out with this backend")
+    _add_coords_option(pr)
+    _add_device_option(pr)
+    pr.set_defaults(func=_predict)
 
     rp = sub.add_parser("reproduce", help="the poster's experiments (its network; Adam, see the README)")
     rp.add_argument("experiment", choices=list(POSTER))
@@ -228,9 +295,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class UsageError(ValueError):
+    """A command line that cannot work as given (exit status 2, like argparse's own errors)."""
+
+
+# What a command's failure prints as one line: errors that describe the user's input or the run, from hinn
+# or from the libraries it reads files with. Anything else is a bug and shows its traceback.
+_EXPECTED = (ValueError, TypeError, OSError, KeyError, RuntimeError)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    """Run the ``hinn`` command. A failure prints one line, ``hinn COMMAND: error: ...``, and exits with
+    status 1 (2 for a command line that cannot work); ``--debug`` (or ``HINN_DEBUG=1``) shows the traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug or os.environ.get("HINN_DEBUG", "") not in ("", "0"):
+        return _dispatch(parser, args)
+    try:
+        return _dispatch(parser, args)
+    except UsageError as e:
+        print(f"hinn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except _EXPECTED as e:
+        print(f"hinn {args.command}: error: {_one_line(e)} (--debug shows the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"hinn {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    # a library's error (not one of hinn's own messages) says which kind it is
+    return text if type(e).__module__.startswith("hinn") or type(e) in (ValueError, TypeError) else (
+        f"{type(e).__name__}: {text}")  # fmt: skip
+
+
+def _dispatch(parser: argparse.ArgumentParser, args) -> int:
     if getattr(args, "device", None) is not None:
         try:
             resolve_device(args.device)

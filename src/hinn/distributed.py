@@ -33,6 +33,12 @@ def world() -> Tuple[int, int]:
     return 0, 1
 
 
+def group_backend() -> Optional[str]:
+    """The process group's communication backend ("gloo", "nccl"); None outside one."""
+    dist = _dist()
+    return dist.get_backend() if dist is not None and dist.is_initialized() else None
+
+
 def is_main() -> bool:
     """Whether this process writes files and prints (rank 0, or no process group)."""
     return world()[0] == 0

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from dataclasses import replace
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from . import distributed
 from .data import POSTER_SIZES, load_trajectories
@@ -37,20 +37,32 @@ POSTER = {
 }
 
 
+METRICS = "metrics.json"  # what training measured on the test split
+EVAL = "eval.json"  # what `hinn eval` measured later (beside the training metrics, never over them)
+
+
 def evaluate_run(
-    result: TrainResult, cfg: TrainConfig, run_dir: Optional[str], figures: bool = True, extra: Optional[Dict] = None
+    result: TrainResult,
+    cfg: TrainConfig,
+    run_dir: Optional[str],
+    figures: bool = True,
+    extra: Optional[Dict] = None,
+    filename: str = METRICS,
+    coords: Optional[Sequence[int]] = None,
 ) -> Dict:
     """Metrics (plus ``extra``) of a trained run on its test split; with ``run_dir``, written to
-    metrics.json with figures. A user's data set has no known Hamiltonian: its energy metrics are left out."""
+    ``filename`` with figures (``coords``: the coordinates they show, default all). A user's data set has
+    no known Hamiltonian: its energy metrics are left out."""
     system = get_system(result.data.system) if result.data.system in SYSTEMS else None
     test = result.data.test
-    arrays = rollouts(result.net, system, test, cfg.scheme)
-    metrics = evaluate(result.net, system, test, cfg.scheme, arrays=arrays)
+    scheme = cfg.integrator()
+    arrays = rollouts(result.net, system, test, scheme)
+    metrics = evaluate(result.net, system, test, scheme, arrays=arrays)
     metrics.update(extra or {})
     if run_dir:
         if figures:
-            make_figures(run_dir, result.data.system, test, arrays, result.history)
-        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
+            make_figures(run_dir, result.data.system, test, arrays, result.history, net=result.net, coords=coords)
+        with open(os.path.join(run_dir, filename), "w") as f:
             json.dump(metrics, f, indent=1)
     return metrics
 
@@ -87,14 +99,15 @@ def evaluate_dir(
     backend: Optional[str] = None,
     data: Optional[str] = None,
     device: DeviceLike = None,
+    coords: Optional[Sequence[int]] = None,
 ) -> Dict:
     """Metrics and figures of a run folder again, on ``device`` (None: CUDA when available); ``backend``
-    overrides the one it was trained with.
+    overrides the one it was trained with. The metrics go to ``eval.json`` (with the backend and device
+    that computed them), beside the training's ``metrics.json``, which is left as it is.
     ``data``: evaluate on every trajectory of this file (a user's .npz) instead of the run's test split;
     the metrics and figures then go to ``run_dir/eval-<file name>``."""
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = TrainConfig.from_dict(json.load(f))
     result = load_run(run_dir)
+    cfg = result.config
     result.net.to(resolve_device(device))
     if backend is not None:
         result.net.backend = backend
@@ -102,10 +115,11 @@ def evaluate_dir(
         ds = load_trajectories(data, fractions=(0.0, 0.0, 1.0), min_trajectories=1)
         if ds.test.P.shape[2] != result.net.dim:
             raise ValueError(f"{data} has d = {ds.test.P.shape[2]} but the run's network has dim = {result.net.dim}")
-        result = TrainResult(result.net, ds, result.history)
+        result = replace(result, data=ds)
     out = evaluation_dir(run_dir, data)
     os.makedirs(out, exist_ok=True)
-    return evaluate_run(result, cfg, out, figures)
+    extra = {"backend": result.net.backend_name(), "device": describe(result.net.theta.device)}
+    return evaluate_run(result, cfg, out, figures, extra, filename=EVAL, coords=coords)
 
 
 def evaluation_dir(run_dir: str, data: Optional[str] = None) -> str:

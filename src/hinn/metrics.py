@@ -15,7 +15,7 @@ from scipy.integrate import solve_ivp
 
 from ._checks import model_dtype_device
 from .data import Trajectories
-from .integrators import rollout
+from .integrators import Scheme, rollout
 from .protocols import validated_grad
 from .systems import System
 
@@ -25,17 +25,30 @@ def _dtype_device(model):
     return dtype or torch.float64, device or torch.device("cpu")
 
 
-def predict(net, test: Trajectories, scheme: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Learned rollouts from the test initial states on the test time grid: (P, Q), each (n, T, d)."""
+def roll_out(
+    net, t0: float, p0: np.ndarray, q0: np.ndarray, h: float, steps: int, scheme: "str | Scheme"
+) -> Tuple[np.ndarray, np.ndarray]:
+    """The model's trajectories from the initial states p0, q0 (n, d) at time t0, ``steps`` steps of ``h``
+    with ``scheme``, without gradients: (P, Q), each (n, steps + 1, d) float64, the initial state first."""
     dtype, device = _dtype_device(net)
-    p0 = torch.as_tensor(test.P[:, 0], dtype=dtype, device=device)
-    q0 = torch.as_tensor(test.Q[:, 0], dtype=dtype, device=device)
+    p0 = torch.as_tensor(p0, dtype=dtype, device=device)
+    q0 = torch.as_tensor(q0, dtype=dtype, device=device)
     with torch.no_grad():
-        P, Q = rollout(net, float(test.t[0]), p0, q0, test.h, len(test.t) - 1, scheme)
+        P, Q = rollout(net, float(t0), p0, q0, h, steps, scheme)
     return (P.transpose(0, 1).double().cpu().numpy(), Q.transpose(0, 1).double().cpu().numpy())
 
 
-def valid_prediction_time(t: np.ndarray, X_pred: np.ndarray, X_true: np.ndarray, threshold: float = 0.1) -> np.ndarray:
+def predict(net, test: Trajectories, scheme: "str | Scheme") -> Tuple[np.ndarray, np.ndarray]:
+    """Learned rollouts from the test initial states on the test time grid: (P, Q), each (n, T, d)."""
+    return roll_out(net, float(test.t[0]), test.P[:, 0], test.Q[:, 0], test.h, len(test.t) - 1, scheme)
+
+
+VPT_THRESHOLD = 0.1  # the relative state error at which a prediction stops being valid
+
+
+def valid_prediction_time(
+    t: np.ndarray, X_pred: np.ndarray, X_true: np.ndarray, threshold: float = VPT_THRESHOLD
+) -> np.ndarray:
     """Per trajectory, the first time (from t[0]) at which ‖x̂ − x‖ / ‖x‖ exceeds ``threshold``; the whole
     horizon if it never does. X: (n, T, D)."""
     err = np.linalg.norm(X_pred - X_true, axis=2) / np.maximum(np.linalg.norm(X_true, axis=2), 1e-12)
@@ -55,7 +68,7 @@ def learned_energy(net, t: np.ndarray, P: np.ndarray, Q: np.ndarray) -> np.ndarr
     return H.double().reshape(n, T).cpu().numpy()
 
 
-def rollouts(net, system: Optional[System], test: Trajectories, scheme: str) -> Dict[str, np.ndarray]:
+def rollouts(net, system: Optional[System], test: Trajectories, scheme: "str | Scheme") -> Dict[str, np.ndarray]:
     """What the metrics and the figures are computed from: the learned rollouts ``P``, ``Q`` (n, T, d),
     the true energy along them (``E_pred``) and along the truth (``E_true``) when the true Hamiltonian is
     known (``system``), and the learned H along them (``H_learned_pred``) and along the truth
@@ -77,8 +90,8 @@ def evaluate(
     net,
     system: Optional[System],
     test: Trajectories,
-    scheme: str,
-    vpt_threshold: float = 0.1,
+    scheme: "str | Scheme",
+    vpt_threshold: float = VPT_THRESHOLD,
     arrays: Optional[Dict[str, np.ndarray]] = None,
 ) -> Dict:
     """Metrics of ``net`` on the test trajectories (from ``arrays`` = :func:`rollouts` when given).
@@ -89,9 +102,11 @@ def evaluate(
       a user's own data);
     * ``learned_H_drift``: mean over trajectories of max_t |H_θ(x̂_t) − H_θ(x̂_0)| along the model's own
       rollout, and ``learned_H_rel_drift`` the same divided by the spread (std) of H_θ over the true test
-      states (H_θ is defined up to an offset and, without normalisation, a scale);
-    * ``vpt``: mean valid prediction time (first time the relative state error exceeds ``vpt_threshold``),
-      with ``horizon`` the length of the test trajectories.
+      states (H_θ is defined up to an offset and, without normalisation, a scale). Only for an
+      autonomous H_θ (a model whose ``time_dependent`` is false or absent): one that depends on t need
+      not conserve its value, so its drift measures nothing and is left out, with a note;
+    * ``vpt``: mean valid prediction time (first time the relative state error ‖x̂ − x‖ / ‖x‖ exceeds
+      ``vpt_threshold``, 0.1 by default), with ``horizon`` the length of the test trajectories.
     """
     a = arrays if arrays is not None else rollouts(net, system, test, scheme)
     P, Q, Hl = a["P"], a["Q"], a["H_learned_pred"]
@@ -107,11 +122,15 @@ def evaluate(
         out["energy_mse_stderr"] = float(per_traj.std(ddof=1) / np.sqrt(len(P))) if len(P) > 1 else 0.0
     else:
         out["energy_mse_note"] = "no true Hamiltonian for this data: energy metrics left out"
+    if getattr(net, "time_dependent", False):
+        out["learned_H_drift_note"] = "H_theta depends on t, so it need not be conserved: its drift is left out"
+    else:
+        out["learned_H_drift"] = float(drift.mean())
+        out["learned_H_rel_drift"] = float(drift.mean() / max(spread, 1e-300))
     return {
         **out,
-        "learned_H_drift": float(drift.mean()),
-        "learned_H_rel_drift": float(drift.mean() / max(spread, 1e-300)),
         "vpt": float(vpt.mean()),
+        "vpt_threshold": float(vpt_threshold),
         "horizon": float(test.t[-1] - test.t[0]),
         "n_test_trajectories": int(len(P)),
         "finite": finite,

@@ -34,12 +34,16 @@ class HamiltonianNet(nn.Module):
 
     Args:
         dim: d, the dimension of p and of q.
-        width: w, the width of every hidden layer.
-        depth: L, the number of residual layers (0 allowed).
-        time_dependent: whether t is an input of the network.
+        width: w, the width of every hidden layer (16 by default, as ``hinn train``; the poster's
+            network is width 3, depth 20).
+        depth: L, the number of residual layers (0 allowed; 4 by default).
+        time_dependent: whether t is an input of the network (the poster's choice, and ``hinn train``'s for
+            built-in systems; ``hinn train --data`` learns an autonomous H unless asked).
         activation: ``"tanh"`` or ``"softplus"`` (smooth: second derivatives are used).
         resnet_step: h_r; default ``1 / depth`` (the ResNet read as a unit-time ODE; 1 when depth is 0).
-        dtype, device: of the parameters; states passed in must match.
+        dtype, device: of the parameters; states passed in must match. The dtype follows
+            ``torch.get_default_dtype()`` like any torch module (float32 unless changed); ``hinn train``
+            uses float64, which trajectory losses near 1e-6 need.
         backend: ``"fused"``, ``"autograd"``, ``"hessquik"``, or None to follow :func:`hinn.set_backend`.
 
     Initialisation: every entry of K and b is drawn from U(−1/√n, 1/√n), n the layer's input size.
@@ -55,8 +59,8 @@ class HamiltonianNet(nn.Module):
     def __init__(
         self,
         dim: int,
-        width: int = 3,
-        depth: int = 20,
+        width: int = 16,
+        depth: int = 4,
         time_dependent: bool = True,
         activation: str = "tanh",
         resnet_step: Optional[float] = None,

@@ -29,8 +29,10 @@ from tqdm.auto import tqdm
 from . import distributed
 from .data import Dataset, generate, load_trajectories
 from .devices import DeviceLike, resolve_device
+from .integrators import SCHEMES, Scheme, get_scheme
 from .network import ACTIVATIONS, HamiltonianNet
 from .objectives import Objective, TrajectoryObjective
+from .tao import Tao
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept for a corrupted last one
@@ -66,7 +68,14 @@ class TrainConfig:
     The defaults learn every built-in system (benchmarks/RESULTS.md, "Training defaults"): Adam at 1e-3
     on mini-batches of 100 one-step pairs, a width-16, depth-4 network. The poster's own settings are the
     preset ``POSTER`` of :mod:`hinn.experiments` (``hinn reproduce``).
+
+    Time dependence (``time_dependent``): a built-in system is learned with t as an input, as the poster
+    does; a user's data set (``data``) as an autonomous H(p, q) unless asked otherwise — measured data
+    are most often of a conservative system, and an autonomous H_θ is then both more accurate and
+    checkable (its own energy must be conserved; with t as an input it need not be).
     """
+
+    GENERATED_ONLY = ("sizes", "transitions", "h", "noise")  # fields that describe generated data
 
     system: str = "spring"  # a built-in system (hinn.systems.SYSTEMS); "data" for a run on a user's file
     data: Optional[str] = None  # a user's .npz trajectories (see hinn.data.load_trajectories) instead of a system
@@ -77,8 +86,9 @@ class TrainConfig:
     width: int = 16
     depth: int = 4
     activation: str = "tanh"
-    time_dependent: bool = True
+    time_dependent: Optional[bool] = None  # t an input of H_θ; None: yes for a built-in system, no for a user's data
     scheme: str = "symplectic_euler"
+    omega: Optional[float] = None  # Tao's coupling ω (schemes tao, tao4; None: the scheme's default)
     window: int = 1  # K: one-step pairs (1) or K-step rollout windows
     optimizer: str = "adam"  # "adam" or "gd" (plain gradient descent)
     lr: float = 1e-3
@@ -102,6 +112,37 @@ class TrainConfig:
             raise ValueError(f"need epochs >= 0, lr > 0 and window >= 1; got {self.epochs}, {self.lr}, {self.window}")
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or None for full batches), got {self.batch_size}")
+        get_scheme(self.scheme)  # an unknown name raises, listing the valid ones
+        if self.omega is not None and not (issubclass(SCHEMES[self.scheme], Tao) and self.omega > 0):
+            raise ValueError(f"omega (Tao's coupling) needs scheme tao or tao4 and omega > 0; got scheme "
+                             f"{self.scheme!r}, omega {self.omega}")  # fmt: skip
+        if self.data:
+            defaults = {f.name: f.default for f in fields(self)}
+            given = [k for k in self.GENERATED_ONLY if getattr(self, k) != defaults[k]]
+            if given:
+                raise ValueError(f"{', '.join(given)} describe generated data and do not apply to a data file "
+                                 f"({self.data}): its trajectories fix the sizes and the time step")  # fmt: skip
+
+    @property
+    def learns_time(self) -> bool:
+        """Whether t is an input of the network (``time_dependent``, resolved)."""
+        return self.time_dependent if self.time_dependent is not None else not self.data
+
+    def integrator(self) -> Scheme:
+        """The scheme the network is trained and rolled out with (with its ``omega`` where given)."""
+        if self.omega is not None:
+            return SCHEMES[self.scheme](omega=self.omega)
+        return get_scheme(self.scheme)
+
+    def describe(self) -> str:
+        """The settings actually used, one line (the fields that do not apply to this run left out)."""
+        skip = set(self.GENERATED_ONLY) | {"system"} if self.data else {"data"}
+        if self.omega is None:
+            skip.add("omega")
+        items = [("time_dependent", self.learns_time)] + [
+            (f.name, getattr(self, f.name)) for f in fields(self) if f.name not in skip | {"time_dependent"}
+        ]
+        return ", ".join(f"{k}={v}" for k, v in items)
 
     @classmethod
     def from_dict(cls, d: Dict) -> "TrainConfig":
@@ -114,10 +155,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
+    """A trained run: the network (best validation weights), its data, the loss per epoch, its settings."""
+
     net: HamiltonianNet
     data: Dataset
     history: List[Dict] = field(default_factory=list)
     stopped_early: bool = False
+    config: Optional[TrainConfig] = None
 
 
 @dataclass
@@ -140,7 +184,7 @@ def make_net(cfg: TrainConfig, dim: int) -> HamiltonianNet:
         dim,
         width=cfg.width,
         depth=cfg.depth,
-        time_dependent=cfg.time_dependent,
+        time_dependent=cfg.learns_time,
         activation=cfg.activation,
         dtype=DTYPES[cfg.dtype],
         backend=cfg.backend,
@@ -194,6 +238,27 @@ def load_checkpoint(path: str) -> Dict:
             raise
         warnings.warn(f"{e}; continuing from the previous checkpoint {prev}", RuntimeWarning, stacklevel=2)
         return _read_checkpoint(prev)
+
+
+# Settings a resumed run may change: it can be extended (more epochs), or stop differently.
+EXTENDABLE = ("epochs", "patience", "checkpoint_every")
+
+
+def check_resumable(saved: Dict, run_state: Dict, path: str) -> None:
+    """Raise ``ValueError`` naming every setting in which the checkpoint ``saved`` (read from ``path``)
+    differs from this run's ``run_state["config"]``, except those in :data:`EXTENDABLE`."""
+    old, new = saved.get("config"), run_state.get("config")
+    if isinstance(old, dict) and isinstance(new, dict):
+        diff = [f"{k} = {old.get(k)!r} there, {new.get(k)!r} here" for k in sorted(set(old) | set(new))
+                if k not in EXTENDABLE and old.get(k) != new.get(k)]  # fmt: skip
+    else:
+        diff = [] if old == new else ["its configuration"]
+    if diff:
+        may = ", ".join(EXTENDABLE)
+        raise ValueError(
+            f"{path} was written with other settings ({'; '.join(diff)}); only {may} may change when resuming: "
+            "use another --out for a new run"
+        )
 
 
 # A minibatch gets one thread per this many samples (the compiled core's own rule). The cap matters for
@@ -374,8 +439,7 @@ def fit(
     run_state = run_state or {}
     if resume and checkpoint and os.path.exists(checkpoint):
         st = load_checkpoint(checkpoint)
-        if st["config"] != run_state.get("config"):
-            raise ValueError(f"{checkpoint} was written with a different configuration; use another --out")
+        check_resumable(st, run_state, checkpoint)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         gen.set_state(st["generator"])
@@ -492,9 +556,13 @@ def train(
     # the samples stay on the CPU here: fit moves this process's shard of them to the device
     kw = dict(dtype=DTYPES[cfg.dtype])
     h = data.train.h
-    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, cfg.scheme)
-    val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), **kw), h, cfg.scheme)
+    scheme = cfg.integrator()
+    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, scheme)
+    val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), **kw), h, scheme)
     ckpt = os.path.join(out_dir, CHECKPOINT) if out_dir else None
+    run_state = {"config": _plain(asdict(cfg))}
+    if resume and ckpt and os.path.exists(ckpt):  # refuse before anything in the folder is overwritten
+        check_resumable(load_checkpoint(ckpt), run_state, ckpt)
     if out_dir and distributed.is_main():
         os.makedirs(out_dir, exist_ok=True)
         with open(os.path.join(out_dir, "config.json"), "w") as f:
@@ -512,13 +580,13 @@ def train(
         patience=cfg.patience,
         checkpoint=ckpt,
         checkpoint_every=cfg.checkpoint_every,
-        run_state={"config": _plain(asdict(cfg))},
+        run_state=run_state,
         resume=resume,
         progress=progress,
         desc=f"train {data.system}",
         cuda_graph=cuda_graph,
     )
-    return TrainResult(net, data, res.history, res.stopped_early)
+    return TrainResult(net, data, res.history, res.stopped_early, cfg)
 
 
 def _plain(d: Dict) -> Dict:
@@ -527,7 +595,10 @@ def _plain(d: Dict) -> Dict:
 
 
 def load_run(run_dir: str) -> TrainResult:
-    """The trained network (best validation weights), data and history of a run folder."""
+    """The trained network (best validation weights), data, history and settings of a run folder (what
+    ``hinn train --out run_dir`` or :func:`train` with ``out_dir`` wrote)."""
+    if not os.path.exists(os.path.join(run_dir, CHECKPOINT)):
+        raise ValueError(f"{run_dir} is not a run folder: it has no {CHECKPOINT} (hinn train --out writes one)")
     st = load_checkpoint(os.path.join(run_dir, CHECKPOINT))
     cfg = TrainConfig.from_dict(st["config"])
     data = Dataset.load(os.path.join(run_dir, "data.npz"))
@@ -536,4 +607,4 @@ def load_run(run_dir: str) -> TrainResult:
     if st["best"][2] > 0:
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(st["best"][1].to(net.theta), list(net.parameters()))
-    return TrainResult(net, data, st["history"])
+    return TrainResult(net, data, st["history"], config=cfg)
