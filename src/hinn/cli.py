@@ -69,7 +69,7 @@ _RUN_FILES = "metrics.json, checkpoint.pt, config.json, data.npz, figures"
 
 
 # TrainConfig fields that are plain command-line options
-_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "scheme", "omega", "width", "depth",
+_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "fit_starts", "scheme", "omega", "width", "depth",
                  "activation", "time_dependent", "seed", "backend", "dtype", "noise", "transitions", "h", "patience",
                  "data")  # fmt: skip
 # the options that describe generated data (TrainConfig.GENERATED_ONLY), as spelled on the command line
@@ -173,6 +173,7 @@ def _compare(args) -> int:
             ("n_traj", args.n_traj),
             ("scheme", args.scheme),
             ("window", args.window),
+            ("fit_starts", args.fit_starts or None),
         )
         if v is not None
     }
@@ -205,6 +206,8 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
     g.add_argument("--optimizer", choices=list(OPTIMIZERS))
     g.add_argument("--batch-size", dest="batch_size", type=int, help="samples per mini-batch")
     g.add_argument("--window", type=int, help="K: train on K-step rollout windows (1: one-step pairs)")
+    g.add_argument("--fit-initial-states", dest="fit_starts", action="store_const", const=True,
+                   help="fit every training window's starting state with the network (noisy data)")  # fmt: skip
     g.add_argument("--scheme", choices=list(SCHEMES), help="the integrator the network is trained through")
     g.add_argument("--omega", type=float, help="Tao's coupling ω (schemes tao, tao4; default 20)")
     g.add_argument("--width", type=int, help="network width")
@@ -289,6 +292,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--n-traj", dest="n_traj", type=int, help="trajectories generated")
     cp.add_argument("--scheme", choices=list(SCHEMES), help="HINN's integrator (default rk4)")
     cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")
+    cp.add_argument("--fit-initial-states", dest="fit_starts", action="store_true",
+                    help="HINN fits every training window's starting state with the network")  # fmt: skip
     cp.add_argument("--no-progress", action="store_true")
     _add_device_option(cp)
     cp.set_defaults(func=_compare)

@@ -82,6 +82,7 @@ class Protocol:
     energy_trajs: int = 15
     scheme: str = "rk4"  # HINN's integrator on the data grid
     window: int = 1  # HINN: K-step rollout windows (1: consecutive pairs)
+    fit_starts: bool = False  # HINN: initial-state optimisation (every window's start fitted with θ)
     hidden: int = 200
     seed: int = 0
     authors_rtol: float = 1e-12  # the spring notebook's solver tolerance (the authors' energy procedure)
@@ -191,7 +192,7 @@ def make_objective(kind: str, data: ProtocolData, proto: Protocol, device=None):
         s = data.split("train")
         h = float(data.t[1] - data.t[0])
         windows = Trajectories(data.t, data.P[s], data.Q[s]).windows(proto.window, device=device)
-        return TrajectoryObjective(*windows, h, proto.scheme)
+        return TrajectoryObjective(*windows, h, proto.scheme, fit_starts=proto.fit_starts)
     return DerivativeObjective(*_samples(data, "train", device=device))
 
 

@@ -200,8 +200,8 @@ class HamiltonianNet(nn.Module):
         res = self._backend().window_loss(self, scheme, t0, p0, q0, P, Q, h, scale)
         if res is None:
             return None
-        losses, g = res
-        return losses, {self.theta: g}
+        losses, gp, gq, g = res
+        return losses, {self.theta: g, p0: gp, q0: gq}
 
     # ---------------------------------------------------------------- hessQuik conversion
     def to_hessquik(self):

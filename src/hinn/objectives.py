@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, Optional, Protocol, Tuple, Union
+from typing import Dict, List, Optional, Protocol, Tuple, Union
 
+import torch
 from torch import Tensor
 
 from ._checks import check_samples
@@ -97,11 +98,33 @@ class TrajectoryObjective(_Samples):
     """HINN: K-step windows observed every ``h``: starts t0 (M,), p0, q0 (M, d) and targets P_target,
     Q_target (K, M, d) — the K observations after each start, steps first (what
     :meth:`hinn.data.Trajectories.windows` returns). Checked at construction (shapes, one dtype and
-    device, finite values, h > 0); ``scheme`` a name or a :class:`hinn.Scheme`."""
+    device, finite values, h > 0); ``scheme`` a name or a :class:`hinn.Scheme`.
+
+    ``fit_starts``: initial-state optimisation (SRNN, Chen et al. 2020). Every window starts from a
+    state of its own, (p̂0, q̂0), a trainable tensor initialised at the observed start and fitted jointly
+    with the model; the loss then also compares the start with its observation:
+
+        loss = (|p̂0 − p0|² + |q̂0 − q0|² + Σ_k |p_k − P_k|² + |q_k − Q_k|²) / (2 h² K M d)
+
+    so that noise in the observed starts is averaged with the window's later observations instead of
+    being propagated through every step. :meth:`parameters` returns the start tensors (the training loop
+    optimises them with the model's parameters); :meth:`state_dict` / :meth:`load_state_dict` carry them
+    through checkpoints.
+    """
 
     _fields, _sample_dims = ("t0", "p0", "q0", "P", "Q"), (0, 0, 0, 1, 1)
 
-    def __init__(self, t0, p0, q0, P_target, Q_target, h: float, scheme: "str | Scheme" = "symplectic_euler"):
+    def __init__(
+        self,
+        t0: Tensor,
+        p0: Tensor,
+        q0: Tensor,
+        P_target: Tensor,
+        Q_target: Tensor,
+        h: float,
+        scheme: "str | Scheme" = "symplectic_euler",
+        fit_starts: bool = False,
+    ):
         check_samples(
             "TrajectoryObjective", {"t0": t0, "p0": p0, "q0": q0}, {"P_target": P_target, "Q_target": Q_target}
         )
@@ -112,34 +135,93 @@ class TrajectoryObjective(_Samples):
         self.t0, self.p0, self.q0, self.P, self.Q = t0, p0, q0, P_target, Q_target
         self.h, self.scheme = float(h), get_scheme(scheme)
         self.n = int(t0.shape[0])
+        self.starts = _Starts(p0, q0) if fit_starts else None
 
+    # ---------------------------------------------------------------- fitted starts
+    def parameters(self) -> List[Tensor]:
+        """The objective's own trainable tensors: the window starts (M, d) each when ``fit_starts``, else none."""
+        return [] if self.starts is None else [self.starts.p, self.starts.q]
+
+    def state_dict(self) -> Dict[str, Tensor]:
+        return {} if self.starts is None else {"p": self.starts.p.detach(), "q": self.starts.q.detach()}
+
+    def load_state_dict(self, state: Dict[str, Tensor]) -> None:
+        if (self.starts is None) != (not state):
+            raise ValueError("this state was saved from an objective with fit_starts set differently")
+        if self.starts is not None:
+            with torch.no_grad():
+                self.starts.p.copy_(state["p"])
+                self.starts.q.copy_(state["q"])
+
+    def take(self, idx):
+        if self.starts is not None:  # every process would fit, and all-reduce, other windows' starts
+            raise ValueError("fitted window starts (fit_starts) are not supported in data-parallel training yet")
+        return super().take(idx)
+
+    def to(self, device):
+        new = super().to(device)
+        if new.starts is not None:
+            new.starts.to(device)  # in place: the tensors the optimiser holds stay the same objects
+        return new
+
+    def _window_starts(self, idx: Index) -> Tuple[Tensor, Tensor]:
+        if self.starts is None:
+            return _take(self.p0, idx), _take(self.q0, idx)
+        return _take(self.starts.p, idx), _take(self.starts.q, idx)
+
+    # ---------------------------------------------------------------- the loss
     def loss(self, model, idx: Index = None) -> Tensor:
-        return trajectory_loss(
-            model,
-            _take(self.t0, idx),
-            _take(self.p0, idx),
-            _take(self.q0, idx),
-            _take(self.P, idx, 1),
-            _take(self.Q, idx, 1),
-            self.h,
-            self.scheme,
-        )
+        p0, q0 = self._window_starts(idx)
+        P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
+        loss = trajectory_loss(model, _take(self.t0, idx), p0, q0, P, Q, self.h, self.scheme)
+        if self.starts is not None:
+            scale = 1.0 / (P.numel() * 2 * self.h * self.h)
+            loss = loss + scale * (((p0 - _take(self.p0, idx)) ** 2).sum() + ((q0 - _take(self.q0, idx)) ** 2).sum())
+        return loss
 
     def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
-        """The loss of :meth:`loss` and its parameter gradients from the model's compiled window loss
-        (one call: forward, loss and backward in the core, no autograd graph), or None when the model has
-        none for this scheme."""
+        """The loss of :meth:`loss` and its gradients (every parameter of the model's, and the fitted
+        starts') from the model's compiled window loss (one call: forward, loss and backward in the core,
+        no autograd graph), or None when the model has none for this scheme."""
         fn = getattr(model, "compiled_window_loss", None)
         if fn is None:
             return None
         P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
         scale = 1.0 / (P.numel() * 2 * self.h * self.h)  # the means of trajectory_loss, over 2h²
-        res = fn(self.scheme, _take(self.t0, idx), _take(self.p0, idx), _take(self.q0, idx), P, Q,
-                 self.h, scale)  # fmt: skip
+        p0, q0 = (x.detach() for x in self._window_starts(idx))
+        res = fn(self.scheme, _take(self.t0, idx), p0, q0, P, Q, self.h, scale)
         if res is None:
             return None
-        losses, grads = res
-        return losses.sum(), grads
+        losses, by_tensor = res
+        gp, gq = by_tensor.pop(p0, None), by_tensor.pop(q0, None)
+        loss = losses.sum()
+        if self.starts is None:
+            return loss, by_tensor
+        if gp is None or gq is None:
+            return None  # a compiled loss without the starts' gradients: autograd computes them
+        ep, eq = p0 - _take(self.p0, idx), q0 - _take(self.q0, idx)
+        loss = loss + scale * ((ep**2).sum() + (eq**2).sum())
+        by_tensor[self.starts.p] = _scatter(self.starts.p, idx, gp + 2 * scale * ep)
+        by_tensor[self.starts.q] = _scatter(self.starts.q, idx, gq + 2 * scale * eq)
+        return loss, by_tensor
+
+
+class _Starts(torch.nn.Module):
+    """Trainable window starts, initialised at the observed ones."""
+
+    def __init__(self, p0: Tensor, q0: Tensor):
+        super().__init__()
+        self.p = torch.nn.Parameter(p0.detach().clone())
+        self.q = torch.nn.Parameter(q0.detach().clone())
+
+
+def _scatter(like: Tensor, idx: Index, rows: Tensor) -> Tensor:
+    """A gradient for all of ``like`` holding ``rows`` at ``idx`` and zeros elsewhere."""
+    if idx is None:
+        return rows
+    out = torch.zeros_like(like)
+    out[idx] = rows
+    return out
 
 
 class DerivativeObjective(_Samples):

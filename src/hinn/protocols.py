@@ -66,7 +66,8 @@ class CompiledWindowLoss(Protocol):
 
     From t0 (M,), p0, q0 (M, d), roll ``K = P.shape[0]`` steps of ``scheme`` and compare with the
     targets P, Q (K, M, d). Returns (per-window losses ``scale · Σ_k |p_k − P_k|² + |q_k − Q_k|²`` (M,),
-    {parameter: gradient of the summed loss}), or ``None`` when this model cannot compile ``scheme``.
+    {tensor: gradient of the summed loss} for every parameter and for the very ``p0`` and ``q0`` passed
+    in), or ``None`` when this model cannot compile ``scheme``.
     """
 
     def compiled_window_loss(

@@ -90,6 +90,7 @@ class TrainConfig:
     scheme: str = "symplectic_euler"
     omega: Optional[float] = None  # Tao's coupling ω (schemes tao, tao4; None: the scheme's default)
     window: int = 1  # K: one-step pairs (1) or K-step rollout windows
+    fit_starts: bool = False  # initial-state optimisation: every training window's start fitted with θ
     optimizer: str = "adam"  # "adam" or "gd" (plain gradient descent)
     lr: float = 1e-3
     epochs: int = 1500
@@ -394,7 +395,9 @@ def fit(
 
     Args:
         model: any module whose parameters the objective's loss depends on.
-        objective: the training samples and loss (:mod:`hinn.objectives`).
+        objective: the training samples and loss (:mod:`hinn.objectives`). Tensors its ``parameters()``
+            returns (a :class:`TrajectoryObjective`'s fitted window starts) are optimised with the model's,
+            and its ``state_dict()`` travels in the checkpoint.
         optimizer, lr, weight_decay: ``"adam"`` or ``"gd"`` (plain gradient descent) and its settings.
         epochs: passes over the data; with ``batches_per_epoch``, that many mini-batches make an epoch
             (each drawn from a fresh permutation: the HNN paper's "steps").
@@ -404,7 +407,8 @@ def fit(
             ``patience`` epochs without improvement stop the run early.
         checkpoint: a path; written atomically every ``checkpoint_every`` epochs, at the end and on an
             early stop, with ``run_state`` (e.g. the config) saved beside the weights. With ``resume``,
-            training continues from it (``run_state`` must match).
+            training continues from it (``run_state["config"]`` must match but for :data:`EXTENDABLE` settings:
+            a run can be extended to more epochs).
 
         compiled_loss: use the objective's ``loss_and_grad`` when it offers one for this model (the
             fused backend: forward, loss and backward in one compiled call); False: always autograd.
@@ -425,11 +429,13 @@ def fit(
     device = params[0].device if params else torch.device("cpu")
     if cuda_graph and (device.type != "cuda" or not use_compiled or distributed.world()[1] > 1):
         raise ValueError("cuda_graph needs the model on a CUDA device, compiled_loss=True and a single process")
-    opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)
     M, n_val = objective.n, validation.n if validation is not None else 0
     # this process's samples, on the model's device (all of them in a single process)
     objective = _local(objective, device)
     validation = _local(validation, device) if validation is not None else None
+    # an objective's own trainable tensors (fitted window starts) are optimised with the model
+    params += [prm for prm in getattr(objective, "parameters", list)() if prm.requires_grad]
+    opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)
     bs = M if batch_size is None else min(batch_size, M)
     gen = torch.Generator().manual_seed(seed)
     history: List[Dict] = []
@@ -441,6 +447,8 @@ def fit(
         st = load_checkpoint(checkpoint)
         check_resumable(st, run_state, checkpoint)
         model.load_state_dict(st["model"])
+        if hasattr(objective, "load_state_dict"):
+            objective.load_state_dict(st.get("objective", {}))
         opt.load_state_dict(st["optimizer"])
         gen.set_state(st["generator"])
         history, start_epoch = st["history"], st["epoch"]
@@ -451,6 +459,7 @@ def fit(
             **run_state,
             "epoch": epoch,
             "model": model.state_dict(),
+            "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
             "optimizer": opt.state_dict(),
             "generator": gen.get_state(),
             "history": history,
@@ -557,7 +566,7 @@ def train(
     kw = dict(dtype=DTYPES[cfg.dtype])
     h = data.train.h
     scheme = cfg.integrator()
-    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, scheme)
+    train_obj = TrajectoryObjective(*data.train.windows(cfg.window, **kw), h, scheme, fit_starts=cfg.fit_starts)
     val_obj = TrajectoryObjective(*data.val.windows(min(cfg.window, len(data.val.t) - 1), **kw), h, scheme)
     ckpt = os.path.join(out_dir, CHECKPOINT) if out_dir else None
     run_state = {"config": _plain(asdict(cfg))}

@@ -61,9 +61,10 @@ class Backend:
         Q: Tensor,
         h: float,
         scale: float,
-    ) -> Optional[Tuple[Tensor, Tensor]]:
-        """Training windows in one call: (per-window losses ``scale · Σ_k |error_k|²`` (M,), the gradient
-        of their sum with respect to ``net.theta``), or ``None``: training then goes through autograd."""
+    ) -> Optional[Tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """Training windows in one call: (per-window losses ``scale · Σ_k |error_k|²`` (M,), the gradients
+        of their sum with respect to p0, q0 and ``net.theta``), or ``None``: training then goes through
+        autograd."""
         return None
 
     def __repr__(self) -> str:

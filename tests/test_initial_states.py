@@ -1,0 +1,100 @@
+"""Initial-state optimisation (fitted window starts, SRNN): exact gradients on every path, the training
+loop optimises and checkpoints the starts, and on noisy data it lowers the error against the truth."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import random_net, rel_err
+
+import hinn
+from hinn.backends import fused
+from hinn.objectives import TrajectoryObjective
+from hinn.train import TrainConfig, fit, train
+
+SCHEMES = ["symplectic_euler", "leapfrog", "implicit_midpoint", "tao"]
+
+
+def _windows(K, seed=0, noise=0.05):
+    ds = hinn.data.generate("pendulum", sizes=(60, 1, 1), steps=12, noise=noise, seed=seed)
+    return ds.train.windows(K)
+
+
+@pytest.mark.skipif(fused.core is None, reason="needs the compiled core")
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("K", [1, 4])
+def test_compiled_gradients_equal_autograd(scheme, K):
+    net = random_net(1, 5, 2, True, "tanh", 3)
+    obj = TrajectoryObjective(*_windows(K), 0.1, scheme, fit_starts=True)
+    with torch.no_grad():  # starts away from the observations, so that the anchor term has a gradient
+        obj.starts.p.add_(0.01 * torch.randn_like(obj.starts.p))
+    idx = torch.tensor([5, 0, 17, 9])
+    for sub in (idx, None):
+        loss_c, grads = obj.loss_and_grad(net, sub)
+        params = [net.theta, *obj.parameters()]
+        ref = torch.autograd.grad(obj.loss(net, sub), params)
+        assert rel_err(loss_c, obj.loss(net, sub).detach()) < 1e-12
+        for prm, g in zip(params, ref):
+            assert rel_err(grads[prm], g) < 1e-11, (scheme, K, prm.shape)
+    assert set(grads) == {net.theta, obj.starts.p, obj.starts.q}
+
+
+def test_starts_are_optimised_and_checkpointed(tmp_path):
+    net = random_net(1, 4, 1, False, "tanh", 0)
+    obj = TrajectoryObjective(*_windows(3), 0.1, "leapfrog", fit_starts=True)
+    observed = obj.starts.p.detach().clone()
+    fit(net, obj, epochs=3, batch_size=16, lr=1e-2, progress=False)
+    assert not torch.equal(obj.starts.p, observed)  # the caller's objective holds the fitted starts
+    assert not obj.p0.requires_grad and torch.equal(obj.p0, observed)  # the observations are kept
+    # a run stopped after 2 epochs and resumed, in a fresh process (a new network and objective), to 4
+    # equals an uninterrupted one, starts included
+    runs = {}
+    for name, epochs in (("full", [4]), ("part", [2, 4])):
+        ck = str(tmp_path / f"{name}.pt")
+        for e in epochs:
+            net = random_net(1, 4, 1, False, "tanh", 0)
+            obj = TrajectoryObjective(*_windows(3), 0.1, "leapfrog", fit_starts=True)
+            fit(net, obj, epochs=e, batch_size=16, lr=1e-2, progress=False, checkpoint=ck, resume=True,
+                run_state={"config": {"epochs": e}})  # fmt: skip
+        runs[name] = (net.theta.detach().clone(), obj.starts.p.detach().clone(), obj.starts.q.detach().clone())
+    for a, b in zip(runs["full"], runs["part"]):
+        assert torch.equal(a, b)
+
+
+def test_fitted_starts_need_a_single_process():
+    obj = TrajectoryObjective(*_windows(2), 0.1, fit_starts=True)
+    with pytest.raises(ValueError, match="not supported in data-parallel training"):
+        obj.take(slice(0, None, 2))
+    assert TrajectoryObjective(*_windows(2), 0.1).parameters() == []
+
+
+def test_fitted_starts_move_toward_the_truth_on_noisy_data():
+    # noise of std 0.1 on a spring's observations: the fitted starts of 10-step windows end several times
+    # closer to the noise-free states than the observations they started from (10-13x over three seeds,
+    # benchmarks/noisy_windows.py)
+    noisy = hinn.data.generate("spring", sizes=(400, 1, 1), steps=20, noise=0.1, seed=0).train
+    clean = hinn.data.generate("spring", sizes=(400, 1, 1), steps=20, noise=0.0, seed=0).train
+    _, p_true, q_true, _, _ = clean.windows(10)
+    torch.manual_seed(0)
+    net = hinn.HamiltonianNet(1, time_dependent=False, dtype=torch.float64)
+    obj = TrajectoryObjective(*noisy.windows(10), noisy.h, "leapfrog", fit_starts=True)
+    fit(net, obj, epochs=300, batch_size=100, lr=3e-3, progress=False)
+    err = lambda p, q: float(((p - p_true) ** 2).mean() + ((q - q_true) ** 2).mean())  # noqa: E731
+    observed, fitted = err(obj.p0, obj.q0), err(obj.starts.p.detach(), obj.starts.q.detach())
+    assert fitted < observed / 3, (observed, fitted)
+
+
+def test_the_option_reaches_train_and_compare():
+    from dataclasses import replace
+
+    from hinn.cli import build_parser
+    from hinn.comparison import PROTOCOLS, make_data, make_objective, protocol_system
+
+    assert build_parser().parse_args(["compare", "spring", "--fit-initial-states"]).fit_starts
+    args = build_parser().parse_args(["train", "spring", "--fit-initial-states", "--window", "3"])
+    assert args.fit_starts and TrainConfig(fit_starts=args.fit_starts).fit_starts
+    proto = replace(PROTOCOLS["spring"], n_traj=4, window=3, fit_starts=True)
+    obj = make_objective("hinn", make_data(proto, protocol_system("spring")), proto)
+    assert obj.starts is not None and len(obj.parameters()) == 2
+    res = train(TrainConfig(sizes=(40, 10, 10), transitions=10, window=3, fit_starts=True, epochs=2, width=4,
+                            depth=1), progress=False)  # fmt: skip
+    assert np.isfinite(res.history[-1]["train_loss"])
