@@ -140,7 +140,11 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     cases = [
         (["train", "--data", str(tmp_path / "arr.npy"), *SMALL], 1, "a single .npy array"),
         (["train", "--data", str(tmp_path / "none.npz"), *SMALL], 1, "no such file"),
-        (["train", "--data", f, "--h", "0.2", "--sizes", "1", "2", "3", *SMALL], 2, "--sizes, --h describe generated"),
+        (
+            ["train", "--data", f, "--h", "0.2", "--sizes", "1", "2", "3", *SMALL],
+            2,
+            "--sizes, --h apply only to generated data",
+        ),
         (["train", "--data", f, "--scheme", "leapfrog", "--omega", "3", *SMALL], 1, "omega (Tao's coupling)"),
         (["train", *SMALL], 2, "give a system name or --data FILE"),
         (["eval", str(tmp_path)], 1, "is not a run folder"),

@@ -115,8 +115,8 @@ def _train(args) -> int:
     if args.data:
         given = [flag for key, flag in _GENERATED_OPTIONS.items() if getattr(args, key) is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} describe generated data; with --data FILE the file's trajectories "
-                             "fix the sizes and the time step")  # fmt: skip
+            raise UsageError(f"{', '.join(given)} apply only to generated data; with --data FILE the file's "
+                             "trajectories fix the sizes and the time step")  # fmt: skip
     cfg = _config_from_args(args, TrainConfig(system=args.system or USER_DATA))
     name = os.path.splitext(os.path.basename(cfg.data))[0] if cfg.data else cfg.system
     out = args.out or os.path.join("runs", f"{name}-seed{cfg.seed}")

@@ -121,7 +121,7 @@ class TrainConfig:
             defaults = {f.name: f.default for f in fields(self)}
             given = [k for k in self.GENERATED_ONLY if getattr(self, k) != defaults[k]]
             if given:
-                raise ValueError(f"{', '.join(given)} describe generated data and do not apply to a data file "
+                raise ValueError(f"{', '.join(given)} apply only to generated data, not to a data file "
                                  f"({self.data}): its trajectories fix the sizes and the time step")  # fmt: skip
 
     @property
