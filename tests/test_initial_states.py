@@ -98,3 +98,35 @@ def test_the_option_reaches_train_and_compare():
     res = train(TrainConfig(sizes=(40, 10, 10), transitions=10, window=3, fit_starts=True, epochs=2, width=4,
                             depth=1), progress=False)  # fmt: skip
     assert np.isfinite(res.history[-1]["train_loss"])
+
+
+@pytest.mark.parametrize("scheme", ["leapfrog", "implicit_midpoint"])
+def test_test_starts_fitted_to_noisy_observations(scheme):
+    # observations of the model's own trajectories with noise: starts fitted to 10 of them land closer to
+    # the true starts than the first observation, and the model is left as it was
+    from hinn.metrics import fit_initial_states
+
+    net = random_net(1, 6, 2, False, "tanh", 5, scale=0.5)
+    theta = net.theta.detach().clone()
+    gen = torch.Generator().manual_seed(0)
+    randn = lambda *shape: torch.randn(*shape, generator=gen, dtype=torch.float64)  # noqa: E731
+    p_true, q_true = randn(50, 1), randn(50, 1)
+    with torch.no_grad():
+        P, Q = hinn.rollout(net, 0.0, p_true, q_true, 0.1, 9, scheme)
+    noisy = lambda X: (X.transpose(0, 1) + 0.05 * randn(50, 10, 1)).numpy()  # noqa: E731
+    obs = hinn.Trajectories(0.1 * np.arange(10), noisy(P), noisy(Q))
+    p0, q0 = fit_initial_states(net, obs, scheme, n_obs=10)
+    pt, qt = p_true.numpy(), q_true.numpy()
+    dist = lambda p, q: float(((p - pt) ** 2).mean() + ((q - qt) ** 2).mean())  # noqa: E731
+    assert dist(p0, q0) < dist(obs.P[:, 0], obs.Q[:, 0]) / 3
+    assert torch.equal(net.theta.detach(), theta) and net.theta.requires_grad
+    p1, q1 = fit_initial_states(net, obs, scheme, n_obs=1)  # one observation: the start is the observation
+    assert np.array_equal(p1, obs.P[:, 0]) and np.array_equal(q1, obs.Q[:, 0])
+
+
+def test_runs_with_fitted_starts_fit_the_test_starts():
+    cfg = TrainConfig(sizes=(40, 10, 10), transitions=10, window=3, fit_starts=True, epochs=2, width=4, depth=1)
+    from hinn.experiments import TEST_STARTS_FITTED_ON, evaluate_run
+
+    m = evaluate_run(train(cfg, progress=False), cfg, None)
+    assert m["test_starts_fitted_on"] == TEST_STARTS_FITTED_ON and np.isfinite(m["rollout_mse"])

@@ -251,3 +251,17 @@ def test_the_python_workflow_is_reachable_from_import_hinn():
     assert callable(hinn.metrics.evaluate) and callable(hinn.plots.make_figures)
     net = hinn.HamiltonianNet(1)
     assert (net.width, net.depth) == (hinn.TrainConfig().width, hinn.TrainConfig().depth)
+
+
+def test_predict_from_fitted_starts(tmp_path, capsys):
+    f = str(tmp_path / "mine.npz")
+    _export(f)
+    out = str(tmp_path / "run")
+    assert _cli(capsys, "train", "--data", f, "--out", out, *SMALL)[0] == 0
+    rc, _, _ = _cli(capsys, "predict", out, "--initial-states", f, "--fit-initial-states", "4", "--steps", "5")
+    z = np.load(os.path.join(out, "predictions.npz"))
+    observed = np.load(f)["p"][:, 0]
+    assert rc == 0 and z["p"].shape == (8, 6, 1) and not np.array_equal(z["p"][:, 0], observed)
+    np.savez(str(tmp_path / "x0.npz"), p=observed, q=observed)
+    rc, _, err = _cli(capsys, "predict", out, "--initial-states", str(tmp_path / "x0.npz"), "--fit-initial-states", "4")
+    assert rc == 1 and "needs observed trajectories" in err

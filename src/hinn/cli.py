@@ -148,6 +148,7 @@ def _predict(args) -> int:
         backend=args.backend,
         device=args.device,
         coords=args.coords,
+        fit_starts=args.fit_starts,
     )
     print(f"written to {out} (t (T,), p and q (n, T, d)) and {fig}")
     return 0
@@ -274,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--steps", type=int, help="steps to take (default: the length of the run's test trajectories)")
     pr.add_argument("--h", type=float, help="time step (default: the run's observation interval)")
     pr.add_argument("--out", help="the .npz to write (default RUN_DIR/predictions.npz); the figure goes beside it")
+    pr.add_argument("--fit-initial-states", dest="fit_starts", type=int, default=0, metavar="K",
+                    help="start from states fitted to each trajectory's first K observations (noisy data)")  # fmt: skip
     pr.add_argument("--backend", choices=list(BACKENDS), help="roll out with this backend")
     _add_coords_option(pr)
     _add_device_option(pr)

@@ -37,6 +37,7 @@ POSTER = {
 }
 
 
+TEST_STARTS_FITTED_ON = 3  # observations a test start is fitted to after training with fitted starts (SRNN's)
 METRICS = "metrics.json"  # what training measured on the test split
 EVAL = "eval.json"  # what `hinn eval` measured later (beside the training metrics, never over them)
 
@@ -56,8 +57,12 @@ def evaluate_run(
     system = get_system(result.data.system) if result.data.system in SYSTEMS else None
     test = result.data.test
     scheme = cfg.integrator()
-    arrays = rollouts(result.net, system, test, scheme)
+    # a run that fitted its training windows' starts fits the test trajectories' starts too
+    fitted = TEST_STARTS_FITTED_ON if cfg.fit_starts else 0
+    arrays = rollouts(result.net, system, test, scheme, fit_starts=fitted)
     metrics = evaluate(result.net, system, test, scheme, arrays=arrays)
+    if fitted:
+        metrics["test_starts_fitted_on"] = fitted
     metrics.update(extra or {})
     if run_dir:
         if figures:

@@ -38,9 +38,51 @@ def roll_out(
     return (P.transpose(0, 1).double().cpu().numpy(), Q.transpose(0, 1).double().cpu().numpy())
 
 
-def predict(net, test: Trajectories, scheme: "str | Scheme") -> Tuple[np.ndarray, np.ndarray]:
-    """Learned rollouts from the test initial states on the test time grid: (P, Q), each (n, T, d)."""
-    return roll_out(net, float(test.t[0]), test.P[:, 0], test.Q[:, 0], test.h, len(test.t) - 1, scheme)
+def predict(net, test: Trajectories, scheme: "str | Scheme", fit_starts: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Learned rollouts on the test time grid: (P, Q), each (n, T, d), from the test trajectories' first
+    states, or (``fit_starts`` = k > 0) from starts fitted to their first k observations
+    (:func:`fit_initial_states`)."""
+    if fit_starts:
+        p0, q0 = fit_initial_states(net, test, scheme, fit_starts)
+    else:
+        p0, q0 = test.P[:, 0], test.Q[:, 0]
+    return roll_out(net, float(test.t[0]), p0, q0, test.h, len(test.t) - 1, scheme)
+
+
+def fit_initial_states(
+    net, obs: Trajectories, scheme: "str | Scheme", n_obs: int = 3, max_iter: int = 20
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Initial states that the model, rolled out with ``scheme``, carries closest to the first ``n_obs``
+    observations of each trajectory of ``obs`` (least squares over p and q, the model fixed; L-BFGS from
+    the first observation, ``max_iter`` iterations): what initial-state optimisation does at test time
+    with noisy observations (SRNN fits on 3). Returns (p0, q0), each (n, d) float64."""
+    if not 1 <= n_obs <= len(obs.t):
+        raise ValueError(f"n_obs must be in [1, {len(obs.t)}] (the observations per trajectory), got {n_obs}")
+    dtype, device = _dtype_device(net)
+    kw = dict(dtype=dtype, device=device)
+    P_obs = torch.as_tensor(obs.P[:, :n_obs].transpose(1, 0, 2), **kw)  # (n_obs, n, d)
+    Q_obs = torch.as_tensor(obs.Q[:, :n_obs].transpose(1, 0, 2), **kw)
+    p0 = P_obs[0].clone().requires_grad_(True)
+    q0 = Q_obs[0].clone().requires_grad_(True)
+    params = [prm for prm in getattr(net, "parameters", list)() if prm.requires_grad]
+    opt = torch.optim.LBFGS([p0, q0], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        P, Q = rollout(net, float(obs.t[0]), p0, q0, obs.h, n_obs - 1, scheme)
+        loss = ((P - P_obs) ** 2).sum() + ((Q - Q_obs) ** 2).sum()
+        loss.backward(inputs=[p0, q0])
+        return loss
+
+    for prm in params:  # the model stays as it is
+        prm.requires_grad_(False)
+    try:
+        if n_obs > 1:
+            opt.step(closure)
+    finally:
+        for prm in params:
+            prm.requires_grad_(True)
+    return p0.detach().double().cpu().numpy(), q0.detach().double().cpu().numpy()
 
 
 VPT_THRESHOLD = 0.1  # the relative state error at which a prediction stops being valid
@@ -68,12 +110,15 @@ def learned_energy(net, t: np.ndarray, P: np.ndarray, Q: np.ndarray) -> np.ndarr
     return H.double().reshape(n, T).cpu().numpy()
 
 
-def rollouts(net, system: Optional[System], test: Trajectories, scheme: "str | Scheme") -> Dict[str, np.ndarray]:
-    """What the metrics and the figures are computed from: the learned rollouts ``P``, ``Q`` (n, T, d),
-    the true energy along them (``E_pred``) and along the truth (``E_true``) when the true Hamiltonian is
-    known (``system``), and the learned H along them (``H_learned_pred``) and along the truth
+def rollouts(
+    net, system: Optional[System], test: Trajectories, scheme: "str | Scheme", fit_starts: int = 0
+) -> Dict[str, np.ndarray]:
+    """What the metrics and the figures are computed from: the learned rollouts ``P``, ``Q`` (n, T, d)
+    (from starts fitted to the first ``fit_starts`` observations when > 0: :func:`predict`), the true
+    energy along them (``E_pred``) and along the truth (``E_true``) when the true Hamiltonian is known
+    (``system``), and the learned H along them (``H_learned_pred``) and along the truth
     (``H_learned_true``), each (n, T)."""
-    P, Q = predict(net, test, scheme)
+    P, Q = predict(net, test, scheme, fit_starts)
     out = {
         "P": P,
         "Q": Q,

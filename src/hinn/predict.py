@@ -9,9 +9,9 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from .data import read_npz, uniform_step
+from .data import Trajectories, read_npz, uniform_step
 from .devices import DeviceLike, resolve_device
-from .metrics import learned_energy, roll_out
+from .metrics import fit_initial_states, learned_energy, roll_out
 from .plots import learned_energy_figure, trajectory_figure
 from .train import load_run
 
@@ -61,13 +61,17 @@ def predict_run(
     backend: Optional[str] = None,
     device: DeviceLike = None,
     coords: Optional[Sequence[int]] = None,
+    fit_starts: int = 0,
 ) -> Tuple[str, str]:
     """Roll the run's model out with its scheme from ``initial_states`` (a file, see
     :func:`read_initial_states`; default the run's test trajectories) for ``steps`` steps of ``h`` (default:
-    the run's test horizon and observation interval). Writes ``out`` (default ``run_dir/predictions.npz``:
-    ``t`` (steps + 1,), ``p``, ``q`` (n, steps + 1, d), the format ``hinn train --data`` reads) and a figure
-    beside it (the trajectories, observed ones solid where they were given, and H_θ along them). Returns
-    the two paths."""
+    the run's test horizon and observation interval). ``fit_starts`` = k > 0 (trajectories given, or the
+    test split): the starts are fitted to the first k observations of each trajectory
+    (:func:`hinn.metrics.fit_initial_states`), as initial-state optimisation does for noisy data.
+
+    Writes ``out`` (default ``run_dir/predictions.npz``: ``t`` (steps + 1,), ``p``, ``q`` (n, steps + 1, d),
+    the format ``hinn train --data`` reads) and a figure beside it (the trajectories, observed ones solid
+    where they were given, and H_θ along them). Returns the two paths."""
     res = load_run(run_dir)
     net, cfg, test = res.net, res.config, res.data.test
     net.to(resolve_device(device))
@@ -77,6 +81,11 @@ def predict_run(
         p0, q0, t0, observed = test.P[:, 0], test.Q[:, 0], float(test.t[0]), (test.t, test.P, test.Q)
     else:
         p0, q0, t0, observed = read_initial_states(initial_states, net.dim)
+    if fit_starts:
+        if observed is None:
+            raise ValueError("fitting the starts needs observed trajectories (n, T, d) with their times t")
+        obs = Trajectories(observed[0], observed[1], observed[2])
+        p0, q0 = fit_initial_states(net, obs, cfg.integrator(), fit_starts)
     h = float(h if h is not None else test.h)
     steps = int(steps if steps is not None else len(test.t) - 1)
     if not (np.isfinite(h) and h > 0) or steps < 1:
