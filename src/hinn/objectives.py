@@ -169,14 +169,22 @@ class TrajectoryObjective(_Samples):
             return _take(self.p0, idx), _take(self.q0, idx)
         return _take(self.starts.p, idx), _take(self.starts.q, idx)
 
+    def _start_misfit(self, p0: Tensor, q0: Tensor, idx: Index) -> Tuple[Tensor, Tensor]:
+        """The fitted starts' distance from the observed ones, p̂0 − p0 and q̂0 − q0."""
+        return p0 - _take(self.p0, idx), q0 - _take(self.q0, idx)
+
+    def _scale(self, P: Tensor) -> float:
+        """1 / (2 h² K M d): the means of :func:`trajectory_loss`, over 2h², as one factor on sums."""
+        return 1.0 / (P.numel() * 2 * self.h * self.h)
+
     # ---------------------------------------------------------------- the loss
     def loss(self, model, idx: Index = None) -> Tensor:
         p0, q0 = self._window_starts(idx)
         P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
         loss = trajectory_loss(model, _take(self.t0, idx), p0, q0, P, Q, self.h, self.scheme)
         if self.starts is not None:
-            scale = 1.0 / (P.numel() * 2 * self.h * self.h)
-            loss = loss + scale * (((p0 - _take(self.p0, idx)) ** 2).sum() + ((q0 - _take(self.q0, idx)) ** 2).sum())
+            ep, eq = self._start_misfit(p0, q0, idx)
+            loss = loss + self._scale(P) * ((ep**2).sum() + (eq**2).sum())
         return loss
 
     def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
@@ -187,7 +195,7 @@ class TrajectoryObjective(_Samples):
         if fn is None:
             return None
         P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
-        scale = 1.0 / (P.numel() * 2 * self.h * self.h)  # the means of trajectory_loss, over 2h²
+        scale = self._scale(P)
         p0, q0 = (x.detach() for x in self._window_starts(idx))
         res = fn(self.scheme, _take(self.t0, idx), p0, q0, P, Q, self.h, scale)
         if res is None:
@@ -199,7 +207,7 @@ class TrajectoryObjective(_Samples):
             return loss, by_tensor
         if gp is None or gq is None:
             return None  # a compiled loss without the starts' gradients: autograd computes them
-        ep, eq = p0 - _take(self.p0, idx), q0 - _take(self.q0, idx)
+        ep, eq = self._start_misfit(p0, q0, idx)
         loss = loss + scale * ((ep**2).sum() + (eq**2).sum())
         by_tensor[self.starts.p] = _scatter(self.starts.p, idx, gp + 2 * scale * ep)
         by_tensor[self.starts.q] = _scatter(self.starts.q, idx, gq + 2 * scale * eq)
