@@ -58,3 +58,19 @@ def test_default_resnet_step_and_repr():
     net = hinn.HamiltonianNet(1, depth=20)
     assert net.resnet_step == pytest.approx(0.05)
     assert "depth=20" in repr(net)
+
+
+def test_every_backend_knows_exactly_the_activations_and_refuses_others():
+    from hinn.backends import autograd, fused, hessquik
+    from hinn.network import ACTIVATIONS
+
+    assert tuple(autograd.ACTIVATION_FUNCTIONS) == ACTIVATIONS
+    if fused.core is not None:
+        assert tuple(fused.core.ACTIVATIONS) == ACTIVATIONS
+    for name in ACTIVATIONS:
+        hessquik._activation(name)
+    z = torch.zeros(2)
+    with pytest.raises(ValueError, match="autograd backend has no activation 'relu'"):
+        autograd._act("relu", z)
+    with pytest.raises(ValueError, match="hessquik backend has no activation 'relu'"):
+        hessquik._activation("relu")

@@ -9,9 +9,17 @@ import torch.nn.functional as F
 
 from .base import Backend
 
+# σ by name: every name in hinn.network.ACTIVATIONS (tests/test_network.py checks that they agree)
+ACTIVATION_FUNCTIONS = {"tanh": torch.tanh, "softplus": F.softplus}
+
 
 def _act(name: str, z: torch.Tensor) -> torch.Tensor:
-    return torch.tanh(z) if name == "tanh" else F.softplus(z)
+    try:
+        fn = ACTIVATION_FUNCTIONS[name]
+    except KeyError:
+        valid = ", ".join(ACTIVATION_FUNCTIONS)
+        raise ValueError(f"the autograd backend has no activation {name!r} (it has {valid})") from None
+    return fn(z)
 
 
 def network_input(net, t: torch.Tensor, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,10 @@ def _activation(name: str):
 
     # A fresh instance every time: hessQuik layers keep per-call state on their activation object, and
     # a shared instance silently corrupts backward-mode gradients (DESIGN §6).
-    return act.tanhActivation() if name == "tanh" else act.softplusActivation()
+    classes = {"tanh": act.tanhActivation, "softplus": act.softplusActivation}
+    if name not in classes:
+        raise ValueError(f"the hessquik backend has no activation {name!r} (it has {', '.join(classes)})")
+    return classes[name]()
 
 
 def build_network(n_in: int, width: int, depth: int, activation: str, resnet_step: float):
