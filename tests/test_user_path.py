@@ -265,3 +265,10 @@ def test_predict_from_fitted_starts(tmp_path, capsys):
     np.savez(str(tmp_path / "x0.npz"), p=observed, q=observed)
     rc, _, err = _cli(capsys, "predict", out, "--initial-states", str(tmp_path / "x0.npz"), "--fit-initial-states", "4")
     assert rc == 1 and "needs observed trajectories" in err
+
+
+def test_demo_trains(capsys):
+    rc, out, _ = _cli(capsys, "demo", "--iterations", "120")
+    lines = [line for line in out.splitlines() if line.startswith("iteration")]
+    losses = [float(line.split()[-1]) for line in lines]
+    assert rc == 0 and len(lines) == 10 and losses[-1] < 0.1 * losses[0], out

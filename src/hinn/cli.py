@@ -31,27 +31,25 @@ from .train import DTYPES, OPTIMIZERS, TrainConfig
 
 
 def _demo(args) -> int:
-    """Train a HINN on one spring–mass trajectory (H = p²/2 + q²/2) and print the loss."""
+    """Train a HINN on one spring–mass trajectory (H = p²/2 + q²/2) through :func:`hinn.fit` and print
+    the loss."""
     import hinn
 
-    torch.manual_seed(args.seed)
     h, n = 0.1, 200
     ts = torch.arange(n + 1, dtype=torch.float64) * h
-    q_true, p_true = torch.cos(ts)[:, None], -torch.sin(ts)[:, None]
+    Q, P = torch.cos(ts)[:, None, None], -torch.sin(ts)[:, None, None]  # (T, 1, d): one trajectory
+    objective = hinn.TrajectoryObjective(ts[:-1], P[:-1, 0], Q[:-1, 0], P[None, 1:, 0], Q[None, 1:, 0], h,
+                                         args.scheme)  # fmt: skip
+    torch.manual_seed(args.seed)
     net = hinn.HamiltonianNet(1, width=3, depth=20, dtype=torch.float64, backend=args.backend)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     start = time.perf_counter()
-    for it in range(args.iterations + 1):
-        p1, q1 = hinn.step(net, ts[:-1], p_true[:-1], q_true[:-1], h, args.scheme)
-        loss = ((p1 - p_true[1:]) ** 2).mean() + ((q1 - q_true[1:]) ** 2).mean()
-        if it % max(1, args.iterations // 10) == 0:
-            print(f"iteration {it:5d}  one-step loss {loss.item():.3e}")
-        if it < args.iterations:
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    res = hinn.fit(net, objective, optimizer="adam", lr=1e-2, epochs=args.iterations, seed=args.seed, progress=False)
+    every = max(1, args.iterations // 10)
+    for entry in res.history[every - 1 :: every]:
+        print(f"iteration {entry['epoch']:5d}  one-step loss {entry['train_loss']:.3e}")
     print(f"backend {net.backend_name()}, {args.iterations} iterations in {time.perf_counter() - start:.2f} s")
-    return 0 if math.isfinite(loss.item()) else 1
+    final = res.history[-1]["train_loss"] if res.history else float("nan")
+    return 0 if math.isfinite(final) else 1
 
 
 def _print_metrics(metrics: dict, folder: Optional[str], written: str) -> None:
