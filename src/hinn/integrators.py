@@ -11,68 +11,28 @@ general (non-separable) learned H they are explicit approximations, not symplect
 explicit leapfrog drops to first order there (its kicks use ∂qH at the wrong p): ``order`` is the order
 for separable H, ``general_order`` for any smooth H (measured in ``tests/test_integrators.py``).
 
-Each scheme is a small class registered by name in :data:`SCHEMES`; the built-in ones are written once
-here and once (with their adjoints) in ``csrc/hinn/integrators.h``. :func:`step` and :func:`rollout`
-work with any :class:`hinn.protocols.HamiltonianModel`; a model offering the ``compiled_rollout``
-capability (the fused :class:`hinn.HamiltonianNet`) runs a built-in scheme in one compiled call, and
-any other scheme — a user's subclass included — runs here, stage by stage.
+Each scheme is a small class (:class:`hinn.scheme.Scheme`) registered by name in :data:`SCHEMES`; the
+built-in ones are written once here and once (with their adjoints) in ``csrc/hinn/integrators.h``.
+:func:`step` and :func:`rollout` work with any :class:`hinn.protocols.HamiltonianModel`; a model
+offering the ``compiled_rollout`` capability (the fused :class:`hinn.HamiltonianNet`) runs a built-in
+scheme in one compiled call, and any other scheme — a user's subclass included — runs here, stage by
+stage.
 """
 
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Callable, Dict, Tuple, Type
+from typing import Tuple
 
 import torch
 from torch import Tensor
 
 from ._checks import Time, check_model_state, check_step_size, check_steps
 from .protocols import validated_grad
-
-GradFn = Callable[[Tensor, Tensor, Tensor], Tuple[Tensor, Tensor]]
+from .scheme import COMPILED_SCHEMES, SCHEMES, GradFn, Scheme, get_scheme, register_scheme
 
 RK4_NODES = (Fraction(0), Fraction(1, 2), Fraction(1, 2), Fraction(1))
 RK4_WEIGHTS = (Fraction(1, 6), Fraction(1, 3), Fraction(1, 3), Fraction(1, 6))
-
-
-class Scheme:
-    """One step of a Hamiltonian integrator. Subclasses set ``name``, ``order`` and ``symplectic`` (for
-    separable H), ``general_order`` (for any smooth H), and implement :meth:`step`.
-
-    A subclass registered with :func:`register_scheme` is usable by name everywhere (``hinn.step``, the
-    training loop, the CLI). The compiled core runs only the built-in classes themselves: a subclass
-    always runs its own :meth:`step`.
-    """
-
-    name: str
-    order: int
-    general_order: int
-    symplectic: bool
-
-    def step(self, grad: GradFn, t: Tensor, p: Tensor, q: Tensor, h: float) -> Tuple[Tensor, Tensor]:
-        """(p', q') after one step of size h from (t, p, q); ``grad(t, p, q) -> (∂pH, ∂qH)``."""
-        raise NotImplementedError
-
-    def integrate(self, grad: GradFn, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool):
-        """``steps`` steps from (t (N,), p, q): the final (p, q), or the trajectories (steps+1, N, d) with
-        ``trajectory``. A scheme that carries more than (p, q) from step to step (Tao's copies) overrides
-        this; the others inherit it."""
-        P, Q = [p], [q]
-        for k in range(steps):
-            p, q = self.step(grad, t + k * h, p, q, h)
-            if trajectory:
-                P.append(p)
-                Q.append(q)
-        return (torch.stack(P), torch.stack(Q)) if trajectory else (p, q)
-
-    def compiled_as(self, h: float) -> "Tuple[str, Tuple[float, ...]] | None":
-        """The compiled core's name for a step of size h of this scheme, with its parameters (Tao's
-        coupling ω; a solve's tolerance and iteration cap), or None when the core has no such scheme.
-        Consulted only for the classes registered with ``compiled=True``."""
-        return self.name, ()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
 
 
 class Euler(Scheme):
@@ -138,41 +98,8 @@ class RK4(Scheme):
         return p + dp, q + dq
 
 
-SCHEMES: Dict[str, Type[Scheme]] = {}
-# The classes whose exact arithmetic the compiled core also implements (csrc/hinn/integrators.h, under the
-# same name). Only these run compiled; anything else — a subclass included — runs its own ``step``.
-COMPILED_SCHEMES: Dict[str, Type[Scheme]] = {}
-
-
-def register_scheme(cls: Type[Scheme], *, compiled: bool = False) -> Type[Scheme]:
-    """Register a :class:`Scheme` subclass under its ``name`` (usable as a class decorator), making it
-    available by name to :func:`step`, :func:`rollout`, the training loop and the CLI. ``compiled``: the
-    compiled core implements this very class under the same name (built-in schemes only)."""
-    if not (isinstance(cls, type) and issubclass(cls, Scheme)) or not isinstance(getattr(cls, "name", None), str):
-        raise TypeError(f"register_scheme needs a Scheme subclass with a string `name`, got {cls!r}")
-    SCHEMES[cls.name] = cls
-    if compiled:
-        COMPILED_SCHEMES[cls.name] = cls
-    else:
-        COMPILED_SCHEMES.pop(cls.name, None)
-    return cls
-
-
 for _cls in (Euler, SymplecticEuler, Leapfrog, RK4):
     register_scheme(_cls, compiled=True)
-
-
-def get_scheme(scheme: "str | Scheme") -> Scheme:
-    """The scheme registered under ``scheme`` (or ``scheme`` itself when it is a :class:`Scheme`);
-    ``ValueError`` lists the valid names otherwise."""
-    if isinstance(scheme, Scheme):
-        return scheme
-    if isinstance(scheme, type) and issubclass(scheme, Scheme):
-        return scheme()
-    try:
-        return SCHEMES[scheme]()
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown scheme {scheme!r}; valid schemes are {', '.join(SCHEMES)}") from None
 
 
 def _integrate(model, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, sch: Scheme, trajectory: bool):
@@ -221,3 +148,7 @@ def rollout(
     steps = check_steps(steps)
     t = check_model_state(model, t0, p0, q0)
     return _integrate(model, t, p0, q0, h, steps, sch, trajectory=True)
+
+
+__all__ = ["COMPILED_SCHEMES", "SCHEMES", "Euler", "GradFn", "Leapfrog", "RK4", "Scheme", "SymplecticEuler",
+           "get_scheme", "register_scheme", "rollout", "step"]  # fmt: skip

@@ -23,12 +23,11 @@ Two optional capabilities let a model do better; hinn asks for them by name, nev
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Optional, Protocol, Tuple, runtime_checkable
+from typing import Dict, Optional, Protocol, Tuple, runtime_checkable
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from .integrators import Scheme
+from .scheme import Scheme
 
 
 @runtime_checkable
@@ -56,7 +55,7 @@ class CompiledRollout(Protocol):
     """
 
     def compiled_rollout(
-        self, scheme: "Scheme", t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool
+        self, scheme: Scheme, t: Tensor, p: Tensor, q: Tensor, h: float, steps: int, trajectory: bool
     ) -> Optional[Tuple[Tensor, Tensor]]: ...
 
 
@@ -71,7 +70,7 @@ class CompiledWindowLoss(Protocol):
     """
 
     def compiled_window_loss(
-        self, scheme: "Scheme", t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float, scale: float
+        self, scheme: Scheme, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float, scale: float
     ) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]: ...
 
 

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import List, Optional, Protocol, Tuple
 
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from ..integrators import Scheme
-    from ..network import HamiltonianNet
+from ..scheme import Scheme
+
+
+class Network(Protocol):
+    """What a backend reads of a :class:`hinn.HamiltonianNet` (named here so that the backends need not
+    import the network, which imports them): its structure and its flat parameters."""
+
+    theta: Tensor
+    dim: int
+    width: int
+    depth: int
+    time_dependent: bool
+    activation: str
+    resnet_step: float
+
+    def layers(self) -> List[Tuple[Tensor, Tensor]]: ...
 
 
 class Backend:
@@ -27,18 +40,18 @@ class Backend:
     def unavailable_reason(self) -> str:
         return ""
 
-    def hamiltonian(self, net: "HamiltonianNet", t: Tensor, p: Tensor, q: Tensor) -> Tensor:
+    def hamiltonian(self, net: Network, t: Tensor, p: Tensor, q: Tensor) -> Tensor:
         """H: (N,)."""
         raise NotImplementedError
 
-    def grad(self, net: "HamiltonianNet", t: Tensor, p: Tensor, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    def grad(self, net: Network, t: Tensor, p: Tensor, q: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
         """(H, ∂H/∂p, ∂H/∂q): (N,), (N, d), (N, d)."""
         raise NotImplementedError
 
     def rollout(
         self,
-        net: "HamiltonianNet",
-        scheme: "Scheme",
+        net: Network,
+        scheme: Scheme,
         t: Tensor,
         p: Tensor,
         q: Tensor,
@@ -52,8 +65,8 @@ class Backend:
 
     def window_loss(
         self,
-        net: "HamiltonianNet",
-        scheme: "Scheme",
+        net: Network,
+        scheme: Scheme,
         t0: Tensor,
         p0: Tensor,
         q0: Tensor,

@@ -35,6 +35,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from ..implicit import SolverError
+from ..scheme import COMPILED_SCHEMES
 from .base import Backend
 
 try:
@@ -172,8 +174,6 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
     else:
         core.call(core.OPS[op], desc, **common, **kw)
     if status is not None and int(status.item()):
-        from ..implicit import SolverError
-
         raise SolverError(
             f"{_scheme_name(args['scheme'])}: the implicit equation did not converge in "
             f"{int(args['params'][1])} iterations in the compiled core; use a smaller time step h, or raise "
@@ -584,8 +584,6 @@ def scheme_code(scheme, h: float) -> Optional[Tuple[int, List[float]]]:
     """(the core's code, the scheme's parameters) for a step of size h of ``scheme`` when the core
     implements exactly this scheme, else None (a user's subclass of a built-in scheme runs its own
     ``step`` in Python, as does a Tao scheme of an order the core lacks)."""
-    from ..integrators import COMPILED_SCHEMES
-
     cls = type(scheme)
     if core is None or COMPILED_SCHEMES.get(getattr(cls, "name", None)) is not cls:
         return None
