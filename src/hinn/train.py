@@ -446,11 +446,7 @@ def fit(
     if resume and checkpoint and os.path.exists(checkpoint):
         st = load_checkpoint(checkpoint)
         check_resumable(st, run_state, checkpoint)
-        model.load_state_dict(st["model"])
-        if hasattr(objective, "load_state_dict"):
-            objective.load_state_dict(st.get("objective", {}))
-        opt.load_state_dict(st["optimizer"])
-        gen.set_state(st["generator"])
+        _restore(st, model, objective, opt, gen)
         history, start_epoch = st["history"], st["epoch"]
         best = (st["best"][0], st["best"][1].to(best[1]), st["best"][2])
 
@@ -497,24 +493,11 @@ def fit(
             total = float(total)  # the epoch's one wait for the device
             if not math.isfinite(total):
                 if best[2] > 0:
-                    with torch.no_grad():
-                        torch.nn.utils.vector_to_parameters(best[1], params)
-                where = (
-                    f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
-                )
-                raise TrainingDiverged(
-                    f"the training loss became {total} at epoch {epoch + 1}{where}. "
-                    "Lower the learning rate or the time step."
-                )
+                    _set_flat(params, best[1])
+                _raise_diverged(total, epoch + 1, checkpoint)
             entry = {"epoch": epoch + 1, "train_loss": total}
             if validation is not None:
-                with torch.no_grad():
-                    frac = validation.n / n_val  # this process's shard of the validation samples
-                    local = (
-                        validation.loss(model).detach().reshape(1) * frac if validation.n else params[0].new_zeros(1)
-                    )
-                    (v,) = distributed.all_reduce_sum([local])
-                    v = float(v)
+                v = _validation_loss(model, validation, n_val, params)
                 entry["val_loss"] = v
                 if v < best[0]:
                     best = (v, flat(), epoch + 1)
@@ -531,9 +514,38 @@ def fit(
                 break
     bar.close()
     if best[2] > 0:
-        with torch.no_grad():
-            torch.nn.utils.vector_to_parameters(best[1], params)
+        _set_flat(params, best[1])
     return FitResult(history, stopped, best[2])
+
+
+def _restore(st: Dict, model, objective, opt, gen: torch.Generator) -> None:
+    """Model, objective (fitted starts), optimizer and minibatch generator as a checkpoint left them."""
+    model.load_state_dict(st["model"])
+    if hasattr(objective, "load_state_dict"):
+        objective.load_state_dict(st.get("objective", {}))
+    opt.load_state_dict(st["optimizer"])
+    gen.set_state(st["generator"])
+
+
+def _validation_loss(model, validation: Objective, n_val: int, params) -> float:
+    """The validation loss over all processes' shards (each weighted by its share of the samples)."""
+    with torch.no_grad():
+        frac = validation.n / n_val
+        local = validation.loss(model).detach().reshape(1) * frac if validation.n else params[0].new_zeros(1)
+        (v,) = distributed.all_reduce_sum([local])
+    return float(v)
+
+
+def _set_flat(params, vec: torch.Tensor) -> None:
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(vec, params)
+
+
+def _raise_diverged(total: float, epoch: int, checkpoint: Optional[str]) -> None:
+    where = f"; the last good checkpoint is {checkpoint}" if checkpoint and os.path.exists(checkpoint) else ""
+    raise TrainingDiverged(
+        f"the training loss became {total} at epoch {epoch}{where}. Lower the learning rate or the time step."
+    )
 
 
 def train(
