@@ -5,7 +5,7 @@ The workflow: trajectories (:class:`Trajectories`, :mod:`hinn.data`) → an obje
 :mod:`hinn.metrics` and :mod:`hinn.plots`; :func:`hinn.train.train` and :func:`load_run` for run folders
 as ``hinn train`` writes them."""
 
-from . import data, implicit, metrics, objectives, plots, systems, tao, train
+from . import data, implicit, metrics, objectives, optim, plots, systems, tao, train
 from .backends import BACKENDS, get_backend, set_backend
 from .data import Trajectories
 from .implicit import ImplicitLeapfrog, ImplicitMidpoint, SolverError
@@ -39,6 +39,7 @@ __all__ = [
     "load_run",
     "metrics",
     "objectives",
+    "optim",
     "plots",
     "systems",
     "tao",

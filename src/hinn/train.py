@@ -12,7 +12,6 @@ from a checkpoint continues exactly as if it had not stopped.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import math
 import os
@@ -32,28 +31,13 @@ from .devices import DeviceLike, resolve_device
 from .integrators import SCHEMES, Scheme, get_scheme
 from .network import ACTIVATIONS, HamiltonianNet
 from .objectives import Objective, TrajectoryObjective
+from .optim import OPTIMIZERS
 from .tao import Tao
 
 CHECKPOINT = "checkpoint.pt"
 PREVIOUS = "checkpoint.prev.pt"  # the checkpoint before the last one, kept for a corrupted last one
 
 
-def _fused_or_default(cls):
-    """torch.optim's fused single-kernel update where it applies (measured: 72 µs against 112 µs per Adam
-    step on the poster's θ, a third of a compiled training step; benchmarks/training.py), else the default.
-    ``capturable``: an update that may be captured in a CUDA graph (its step count stays on the device)."""
-
-    def make(params, lr, wd, capturable=False):
-        extra = {"capturable": True} if capturable and "capturable" in inspect.signature(cls).parameters else {}
-        try:
-            return cls(params, lr=lr, weight_decay=wd, fused=True, **extra)
-        except (RuntimeError, TypeError, ValueError):  # a device or dtype without the fused update
-            return cls(params, lr=lr, weight_decay=wd, **extra)
-
-    return make
-
-
-OPTIMIZERS = {"gd": _fused_or_default(torch.optim.SGD), "adam": _fused_or_default(torch.optim.Adam)}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
@@ -435,7 +419,7 @@ def fit(
     validation = _local(validation, device) if validation is not None else None
     # an objective's own trainable tensors (fitted window starts) are optimised with the model
     params += [prm for prm in getattr(objective, "parameters", list)() if prm.requires_grad]
-    opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)
+    opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)  # hinn.optim: torch's updates
     bs = M if batch_size is None else min(batch_size, M)
     gen = torch.Generator().manual_seed(seed)
     history: List[Dict] = []
