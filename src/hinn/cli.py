@@ -70,8 +70,6 @@ _RUN_FILES = "metrics.json, checkpoint.pt, config.json, data.npz, figures"
 _TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "fit_starts", "scheme", "omega", "width", "depth",
                  "activation", "time_dependent", "seed", "backend", "dtype", "noise", "transitions", "h", "patience",
                  "data")  # fmt: skip
-# the options that describe generated data (TrainConfig.GENERATED_ONLY), as spelled on the command line
-_GENERATED_OPTIONS = {"sizes": "--sizes", "transitions": "--transitions", "h": "--h", "noise": "--noise"}
 
 
 def _config_from_args(args, base: TrainConfig) -> TrainConfig:
@@ -111,7 +109,7 @@ def _train(args) -> int:
     if (args.system is None) == (args.data is None):
         raise UsageError("give a system name or --data FILE (one of the two)")
     if args.data:
-        given = [flag for key, flag in _GENERATED_OPTIONS.items() if getattr(args, key) is not None]
+        given = [f"--{key}" for key in TrainConfig.GENERATED_ONLY if getattr(args, key) is not None]
         if given:
             raise UsageError(f"{', '.join(given)} apply only to generated data; with --data FILE the file's "
                              "trajectories fix the sizes and the time step")  # fmt: skip
