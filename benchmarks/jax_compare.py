@@ -25,12 +25,11 @@ import os
 import platform
 import statistics
 import sys
-import time
 from datetime import date
 
 import numpy as np
-
-SIZES = [(3, 20), (8, 6), (16, 4), (32, 8), (64, 4), (128, 2), (256, 2)]
+from bench import _time
+from widths import add_case_options, sizes_of
 
 
 def _configure_threads(n: int) -> None:
@@ -38,15 +37,6 @@ def _configure_threads(n: int) -> None:
     if n == 1:
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-
-
-def _median_time(fn, budget: float = 0.3, min_reps: int = 3) -> float:
-    times, start = [], time.perf_counter()
-    while len(times) < min_reps or (time.perf_counter() - start < budget and len(times) < 200):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def jax_step(jnp, jax, widths_depth, d, h, samples_last=False, time_dependent=True):
@@ -94,10 +84,7 @@ def jax_step(jnp, jax, widths_depth, d, h, samples_last=False, time_dependent=Tr
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dtype", choices=["float32", "float64"], nargs="+", default=["float32", "float64"])
-    ap.add_argument("--d", type=int, default=4)
-    ap.add_argument("--N", type=int, default=2000)
-    ap.add_argument("--sizes", nargs="+", default=None, help="WxL pairs, e.g. 16x4 64x4")
+    add_case_options(ap)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
@@ -113,7 +100,7 @@ def main(argv=None) -> None:
     import hinn
 
     torch.set_num_threads(args.threads)
-    sizes = [tuple(map(int, s.split("x"))) for s in args.sizes] if args.sizes else SIZES
+    sizes = sizes_of(args)
     h = 0.1
     print(f"hinn vs jax.jit, {date.today()}, {platform.processor() or platform.machine()}, CPU kernels "
           f"{hinn.backends.fused.core.cpu_isa()}, {args.threads} thread(s), d = {args.d} with t, N = {args.N}, "
@@ -177,7 +164,7 @@ def compare(jax, jnp, torch, hinn, d, N, w, L, dtype, h, rounds):
     times = {k: [] for k in runs}
     for _ in range(rounds):  # alternating: A B C D A B C D ...
         for key, fn in runs.items():
-            times[key].append(_median_time(fn) * 1e3)
+            times[key].append(_time(fn, budget=0.3) * 1e3)
     ms = {k: statistics.median(v) for k, v in times.items()}
     ms["jax"] = min(ms["jax (N, w)"], ms["jax (w, N)"])
     return ms, err

@@ -28,6 +28,19 @@ import hinn.backends.fused
 SIZES = [(3, 20), (8, 6), (16, 4), (32, 8), (64, 4), (128, 2), (256, 2)]
 
 
+def add_case_options(ap: argparse.ArgumentParser) -> None:
+    """--dtype, --d, --N, --sizes: the cases a width table runs (shared with jax_compare.py)."""
+    ap.add_argument("--dtype", choices=["float32", "float64"], nargs="+", default=["float32", "float64"])
+    ap.add_argument("--d", type=int, default=4)
+    ap.add_argument("--N", type=int, default=2000)
+    ap.add_argument("--sizes", nargs="+", default=None, help="WxL pairs, e.g. 16x4 64x4")
+
+
+def sizes_of(args) -> list:
+    """(width, depth) pairs from --sizes, or :data:`SIZES`."""
+    return [tuple(map(int, s.split("x"))) for s in args.sizes] if args.sizes else SIZES
+
+
 def cpu_ghz() -> float:
     try:
         with open("/proc/cpuinfo") as f:
@@ -70,15 +83,12 @@ def window_step_ms(net, d, N, dtype, scheme="symplectic_euler") -> float:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dtype", choices=["float32", "float64"], nargs="+", default=["float32", "float64"])
-    ap.add_argument("--d", type=int, default=4)
-    ap.add_argument("--N", type=int, default=2000)
-    ap.add_argument("--sizes", nargs="+", default=None, help="WxL pairs, e.g. 16x4 64x4")
+    add_case_options(ap)
     ap.add_argument("--no-hessquik", action="store_true")
     ap.add_argument("--json", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    sizes = [tuple(map(int, s.split("x"))) for s in args.sizes] if args.sizes else SIZES
+    sizes = sizes_of(args)
     ghz = cpu_ghz()
     rows = []
     print(
