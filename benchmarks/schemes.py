@@ -97,7 +97,11 @@ def main() -> None:
                      step_time(name), "as below"))  # fmt: skip
     implicit.solve_fixed_point, implicit._jacobian = counting_solve, counting_jac
     try:
-        for name, scheme in (("implicit_midpoint", _PythonMidpoint()), ("implicit_leapfrog", _PythonLeapfrog())):
+        python_solves = (
+            ("implicit_midpoint", _PythonMidpoint()),
+            ("implicit_leapfrog", _PythonLeapfrog()),
+        )
+        for name, scheme in python_solves:
             newton.update(n=0, solves=0)
             ms = step_time(scheme)
             its = (newton["n"] - newton["solves"]) / max(newton["solves"], 1)  # one Jacobian per solve is the adjoint's

@@ -80,8 +80,9 @@ def step_costs(dtype, N=100) -> dict:
                              torch.empty_like(th))  # fmt: skip
     buf = lambda x: (x.data_ptr(), x.numel())  # noqa: E731
     desc = fused._desc(tuple(fused.spec_of(net)), float(net.resnet_step))
-    args = dict(theta=buf(th), t=buf(t0), p=buf(p0), q=buf(q0), in_b1=buf(P), in_b2=buf(Q), out0=buf(losses),
-                out1=buf(p0b), out2=buf(q0b), thb=buf(thb), scheme=fused.core.SCHEMES["symplectic_euler"], h=0.1,
+    args = dict(theta=buf(th), t=buf(t0), p=buf(p0), q=buf(q0), target_p=buf(P), target_q=buf(Q),
+                losses=buf(losses), p_bar=buf(p0b), q_bar=buf(q0b), theta_bar=buf(thb),
+                scheme=fused.core.SCHEMES["symplectic_euler"], h=0.1,
                 steps=1, scale=1.0, N=N, nthreads=1, dtype=fused.core.DTYPES[str(dtype)[6:]])  # fmt: skip
     op = fused.core.OPS["loss_grad"]
     out["kernels"] = _time(lambda: fused.core.call(op, desc, **args), budget=0.5) * 1e3

@@ -8,75 +8,71 @@
 #include <string>
 #include <vector>
 
-#include "cpu.h"
-#include "hinn/integrators.h"
+#include "core.h"
 
 namespace py = pybind11;
 
 namespace {
 
-using hinn::CallArgs;
+using hinn::Call;
 
-// (ptr, numel) pairs and scalars by name: an unknown or misspelled name is an error, so that no two
-// arguments can be swapped unnoticed.
-void set_arg(CallArgs& a, const std::string& k, py::handle v) {
-  auto buf = [&](std::uintptr_t& ptr, long& n) {
+// Buffers as (ptr, numel) pairs and scalars, every one by name (core.h, types.h): an unknown or misspelled
+// name is an error, so that no two arguments can be swapped unnoticed.
+void set_arg(Call& c, const std::string& k, py::handle v) {
+  auto buf = [&](hinn::Buf& b) {
     auto tup = v.cast<py::tuple>();
     if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
-    ptr = tup[0].cast<std::uintptr_t>();
-    n = tup[1].cast<long>();
+    b.ptr = tup[0].cast<std::uintptr_t>();
+    b.n = tup[1].cast<long>();
   };
-  if (k == "theta") buf(a.theta, a.n_theta);
-  else if (k == "t") buf(a.t, a.n_t);
-  else if (k == "p") buf(a.p, a.n_p);
-  else if (k == "q") buf(a.q, a.n_q);
-  else if (k == "in_b0") buf(a.in_b0, a.n_in_b0);
-  else if (k == "in_b1") buf(a.in_b1, a.n_in_b1);
-  else if (k == "in_b2") buf(a.in_b2, a.n_in_b2);
-  else if (k == "out0") buf(a.out0, a.n_out0);
-  else if (k == "out1") buf(a.out1, a.n_out1);
-  else if (k == "out2") buf(a.out2, a.n_out2);
-  else if (k == "thb") buf(a.thb, a.n_thb);
-  else if (k == "work") buf(a.work, a.n_work);
-  else if (k == "dtype") a.dtype = v.cast<int>();
-  else if (k == "nthreads") a.nthreads = v.cast<int>();
-  else if (k == "N") a.N = v.cast<long>();
-  else if (k == "scheme") a.scheme = v.cast<int>();
-  else if (k == "h") a.h = v.cast<double>();
-  else if (k == "steps") a.steps = v.cast<long>();
-  else if (k == "scale") a.scale = v.cast<double>();
-  else if (k == "params") {
-    const auto ps = v.cast<std::vector<double>>();
-    if (ps.size() > 2) throw py::value_error("hinn._core.call: a scheme has at most 2 parameters");
-    for (size_t i = 0; i < ps.size(); ++i) a.params[i] = ps[i];
+#define HINN_SET_BUFFER(name) \
+  if (k == #name) return buf(c.name);
+  HINN_BUFFERS(HINN_SET_BUFFER)
+#undef HINN_SET_BUFFER
+  if (k == "dtype") c.dtype = v.cast<int>();
+  else if (k == "nthreads") c.nthreads = v.cast<int>();
+  else if (k == "N") c.N = v.cast<long>();
+  else if (k == "scheme") c.scheme = v.cast<int>();
+  else if (k == "omega") c.args.omega = v.cast<double>();
+  else if (k == "tol") c.args.tol = v.cast<double>();
+  else if (k == "max_iter") {  // the ops carry scheme parameters as floats
+    const double m = v.cast<double>();
+    if (!(m >= 1 && m <= 1e6 && m == double(long(m)))) throw py::value_error("max_iter must be an integer in [1, 1e6]");
+    c.args.max_iter = long(m);
   }
-  else if (k == "status") buf(a.status, a.n_status);
-  else if (k == "trajectory") a.trajectory = v.cast<bool>();
-  else if (k == "cuda") a.cuda = v.cast<bool>();
-  else if (k == "stream") a.stream = v.cast<std::uintptr_t>();
-  else if (k == "deterministic") a.deterministic = v.cast<bool>();
+  else if (k == "h") c.h = v.cast<double>();
+  else if (k == "steps") c.steps = v.cast<long>();
+  else if (k == "scale") c.scale = v.cast<double>();
+  else if (k == "trajectory") c.trajectory = v.cast<bool>();
+  else if (k == "cuda") c.cuda = v.cast<bool>();
+  else if (k == "stream") c.stream = v.cast<std::uintptr_t>();
   else throw py::value_error("hinn._core.call: unknown argument '" + k + "'");
 }
 
-CallArgs parse(int op, const py::kwargs& kw) {
-  CallArgs a;
-  for (auto item : kw) set_arg(a, item.first.cast<std::string>(), item.second);
-  if (op < 0 || op > static_cast<int>(hinn::Op::HamFwd))
-    throw py::value_error("hinn._core: unknown operation " + std::to_string(op));
-  return a;
+hinn::Op op_of(int op) {
+  if (op < 0 || op >= hinn::kNumOps) throw py::value_error("hinn._core: unknown operation " + std::to_string(op));
+  return static_cast<hinn::Op>(op);
+}
+
+Call parse(const py::kwargs& kw) {
+  Call c;
+  for (auto item : kw) set_arg(c, item.first.cast<std::string>(), item.second);
+  return c;
 }
 
 void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
-  const CallArgs a = parse(op, kw);
+  const hinn::Op o = op_of(op);
+  const Call c = parse(kw);
   py::gil_scoped_release nogil;
-  hinn::run(static_cast<hinn::Op>(op), nd, a);
+  hinn::run(o, nd, c);
 }
 
 // Bytes of device workspace a CUDA call with these arguments needs (0 on the CPU, which keeps its own).
 long workspace_bytes(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
-  [[maybe_unused]] const CallArgs a = parse(op, kw);  // also rejects unknown arguments
+  [[maybe_unused]] const hinn::Op o = op_of(op);
+  [[maybe_unused]] const Call c = parse(kw);  // also rejects unknown arguments
 #ifdef HINN_WITH_CUDA
-  if (a.cuda) return (long)hinn::cuda_workspace_bytes(static_cast<hinn::Op>(op), nd, a);
+  if (c.cuda) return (long)hinn::cuda::workspace_bytes(o, nd, c);
 #endif
   return 0;
 }
@@ -118,7 +114,7 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("n_params", &hinn::NetDesc::n_params);
   m.def("call", &call, py::arg("op"), py::arg("desc"),
         "Run one fused operation. Buffers are (data_ptr, numel) pairs, every argument by name; "
-        "see csrc/cpu.h for the contract. Raises ValueError for any inconsistent argument.");
+        "see csrc/hinn/types.h for the contract. Raises ValueError for any inconsistent argument.");
   m.def("workspace_bytes", &workspace_bytes, py::arg("op"), py::arg("desc"),
         "Bytes of device workspace (argument 'work') that a CUDA call with the same arguments needs; "
         "0 on the CPU.");
@@ -131,22 +127,24 @@ PYBIND11_MODULE(_core, m) {
   m.def("cpu_isas", &hinn::cpu_isas, "The CPU kernel builds this processor can run.");
   m.def("set_cpu_isa", [](const std::string& n) { hinn::set_cpu_isa(n.c_str()); },
         "Choose the CPU kernels; also settable with HINN_CPU_ISA at import.");
-  py::dict ops;
-  ops["hamiltonian"] = static_cast<int>(hinn::Op::HamFwd);
-  ops["grad"] = static_cast<int>(hinn::Op::GradFwd);
-  ops["grad_backward"] = static_cast<int>(hinn::Op::GradBwd);
-  ops["rollout"] = static_cast<int>(hinn::Op::RolloutFwd);
-  ops["rollout_backward"] = static_cast<int>(hinn::Op::RolloutBwd);
-  ops["loss_grad"] = static_cast<int>(hinn::Op::LossGrad);
+  py::dict ops, schemes, scheme_params, scheme_state, acts;
+  for (int i = 0; i < hinn::kNumOps; ++i) ops[hinn::kOpNames[i]] = i;
   m.attr("OPS") = ops;
-  py::dict schemes, acts;
-  for (int i = 0; i < hinn::kNumSchemes; ++i) schemes[hinn::kSchemeNames[i]] = i;
-  for (int i = 0; i < hinn::kNumActivations; ++i) acts[hinn::kActivationNames[i]] = i;
+  const auto table = hinn::scheme_table();
+  py::list solving;
+  for (size_t i = 0; i < table.size(); ++i) {
+    schemes[table[i].name.c_str()] = i;
+    scheme_params[table[i].name.c_str()] = py::tuple(py::cast(table[i].params));
+    scheme_state[table[i].name.c_str()] = table[i].state_mult;
+    if (table[i].solves) solving.append(table[i].name);
+  }
   m.attr("SCHEMES") = schemes;
-  m.def("scheme_solves", [](int scheme) { return hinn::scheme_solves(scheme); },
-        "Whether a scheme's step solves an implicit equation (its calls then take a status buffer).");
-  m.def("state_dim", [](int scheme, int d) { return hinn::state_dim(scheme, d); },
-        "Width of the state a scheme carries (Tao's copies double d): the width of its rollouts' output.");
+  m.attr("SCHEME_PARAMS") = scheme_params;  // the parameters each scheme takes, by name, in this order
+  m.attr("SCHEME_STATE") = scheme_state;    // its state is SCHEME_STATE[name] * d wide
+  m.attr("SOLVING_SCHEMES") = py::frozenset(solving);  // these take a status flag and may fail to converge
+  m.attr("MIN_SAMPLES_PER_THREAD") = hinn::kMinSamplesPerThread;
+  m.attr("DEFAULT_TOL") = py::dict(py::arg("float32") = hinn::kDefaultTolFloat32, py::arg("float64") = hinn::kDefaultTolFloat64);
+  for (int i = 0; i < hinn::kNumActivations; ++i) acts[hinn::kActivationNames[i]] = i;
   m.attr("ACTIVATIONS") = acts;
   m.attr("DTYPES") = py::dict(py::arg("float32") = static_cast<int>(hinn::kFloat32),
                               py::arg("float64") = static_cast<int>(hinn::kFloat64));

@@ -1,4 +1,4 @@
-// Run-time choice between the CPU kernel builds (see cpu.h). The choice is made once at import
+// Run-time choice between the CPU kernel builds (see core.h). The choice is made once at import
 // (init_cpu_isa, from HINN_CPU_ISA or the processor) and may be changed with set_cpu_isa; it is an
 // atomic, so a call running without the GIL never reads it torn.
 #include <atomic>
@@ -6,7 +6,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "cpu.h"
+#include "core.h"
 
 namespace hinn {
 namespace {
@@ -104,14 +104,14 @@ std::vector<std::string> cpu_isas() {
 
 void set_cpu_isa(const char* name) { current.store(parse(name)); }
 
-void cpu_call(Op op, const NetDesc& nd, const CallArgs& a) {
+void cpu_call(Op op, const NetDesc& nd, const Call& c) {
   switch (now()) {
 #if defined(HINN_HAVE_X86_BUILDS)
-    case kAvx512: return hinn_cpu_call_avx512(static_cast<int>(op), &nd, &a);
-    case kBaseline: return hinn_cpu_call_baseline(static_cast<int>(op), &nd, &a);
+    case kAvx512: return avx512::call(op, nd, c);
+    case kBaseline: return baseline::call(op, nd, c);
 #endif
-    case kScalar: return hinn_cpu_call_scalar(static_cast<int>(op), &nd, &a);
-    default: return hinn_cpu_call_generic(static_cast<int>(op), &nd, &a);
+    case kScalar: return scalar::call(op, nd, c);
+    default: return generic::call(op, nd, c);
   }
 }
 

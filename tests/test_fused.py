@@ -144,7 +144,7 @@ def test_cuda_build_matches_visible_gpu():
     desc = fused.core.NetDesc(d=1, time=1, width=1, depth=0, act=0, hr=1.0)
     th = torch.zeros(desc.n_params, dtype=torch.float64)
     buf = lambda x: (x.data_ptr(), x.numel())  # noqa: E731
-    args = dict(theta=buf(th), t=buf(t), p=buf(p), q=buf(p), out0=buf(t), out1=buf(p), out2=buf(p))
+    args = dict(theta=buf(th), t=buf(t), p=buf(p), q=buf(p), H=buf(t), dH_dp=buf(p), dH_dq=buf(p))
     expected = RuntimeError if fused.core.has_cuda else ValueError
     with pytest.raises(expected, match="CUDA|cuda"):
         fused.core.call(fused.core.OPS["grad"], desc, N=1, dtype=1, cuda=True, **args)

@@ -20,10 +20,11 @@ from conftest import (
 import hinn
 from hinn.implicit import SolverError
 
-IMPLICIT = ["implicit_midpoint", "implicit_leapfrog"]
+SECOND_ORDER = ["implicit_midpoint", "implicit_leapfrog"]
+IMPLICIT = SECOND_ORDER
 
 
-@pytest.mark.parametrize("scheme", IMPLICIT)
+@pytest.mark.parametrize("scheme", SECOND_ORDER)
 def test_second_order_on_the_toy_hamiltonian(scheme):
     p0 = torch.tensor([[0.5], [-0.2]], dtype=torch.float64)
     q0 = torch.tensor([[0.3], [0.7]], dtype=torch.float64)
@@ -32,7 +33,7 @@ def test_second_order_on_the_toy_hamiltonian(scheme):
     assert all(1.9 < o < 2.1 for o in measured_orders(ToyHamiltonian(), p0, q0, 2.0, ref, scheme))
 
 
-@pytest.mark.parametrize("scheme", IMPLICIT)
+@pytest.mark.parametrize("scheme", SECOND_ORDER)
 def test_second_order_on_a_random_time_dependent_network(scheme):
     net = random_net(2, 6, 2, True, "tanh", 3)
     net.backend = "autograd"
@@ -73,11 +74,11 @@ def test_long_time_energy_is_bounded_on_the_toy_hamiltonian():
     p0 = torch.tensor([[0.5]], dtype=torch.float64)
     q0 = torch.tensor([[0.3]], dtype=torch.float64)
     drift = {}
-    for scheme in IMPLICIT + ["leapfrog"]:
+    for scheme in SECOND_ORDER + ["leapfrog"]:
         P, Q = hinn.rollout(ToyHamiltonian(), 0.0, p0, q0, 0.05, 2000, scheme)  # T = 100
         H = 0.5 * (Q**2 + 1) * (P**2 + 1)
         drift[scheme] = float((H - H[0]).abs().max())
-    for scheme in IMPLICIT:
+    for scheme in SECOND_ORDER:
         assert drift[scheme] < 1e-3 and drift[scheme] < 1e-2 * drift["leapfrog"], drift
 
 

@@ -118,10 +118,15 @@ def test_core_validates_every_buffer():
     buf = lambda x: (x.data_ptr(), x.numel())  # noqa: E731
     t, p = torch.zeros(4, dtype=torch.float64), torch.zeros(4, 1, dtype=torch.float64)
     th = torch.zeros(desc.n_params, dtype=torch.float64)
-    good = dict(theta=buf(th), t=buf(t), p=buf(p), q=buf(p), out0=buf(t), out1=buf(p), out2=buf(p))
+    good = dict(theta=buf(th), t=buf(t), p=buf(p), q=buf(p), H=buf(t), dH_dp=buf(p), dH_dq=buf(p))
     core.call(core.OPS["grad"], desc, N=4, dtype=1, **good)
-    with pytest.raises(ValueError, match="out1 has 3 elements|dH/dp has 3 elements"):
-        core.call(core.OPS["grad"], desc, N=4, dtype=1, **{**good, "out1": (p.data_ptr(), 3)})
+    with pytest.raises(ValueError, match="grad: dH_dp has 3 elements; this call needs 4"):
+        core.call(core.OPS["grad"], desc, N=4, dtype=1, **{**good, "dH_dp": (p.data_ptr(), 3)})
+    # a buffer the operation does not take is refused, not ignored
+    with pytest.raises(ValueError, match="grad takes no buffer 'P'"):
+        core.call(core.OPS["grad"], desc, N=4, dtype=1, **good, P=buf(p))
+    with pytest.raises(ValueError, match="max_iter must be an integer"):
+        core.call(core.OPS["rollout"], desc, N=4, dtype=1, max_iter=2.5, **good)
     with pytest.raises(ValueError, match="null pointer"):
         core.call(core.OPS["grad"], desc, N=4, dtype=1, **{**good, "q": (0, 4)})
     with pytest.raises(ValueError, match="N must be >= 0"):

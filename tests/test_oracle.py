@@ -95,5 +95,5 @@ def test_fused_float32_rollout(scheme, cpu_isa):
     with hinn.set_backend("fused"):
         got = _grads_of_rollout(net, t.float(), p.float(), q.float(), scheme, 5)
     # an implicit step is exact only to its solve's tolerance, 1e-5 by default in float32 (implicit.py)
-    tol = 1e-4 if fused.core.scheme_solves(fused.core.SCHEMES[scheme]) else 1e-5
+    tol = 1e-4 if scheme in fused.core.SOLVING_SCHEMES else 1e-5
     _compare(got, ref, tol, f"fused float32 rollout {scheme}")

@@ -3,12 +3,9 @@
 #include <type_traits>
 
 #include "lanes.h"
+#include "types.h"
 
-namespace hinn {
-
-enum Activation : int { kTanh = 0, kSoftplus = 1, kNumActivations };
-// The names the Python layer knows the activations by.
-constexpr const char* kActivationNames[kNumActivations] = {"tanh", "softplus"};
+namespace hinn::HINN_ISA {
 
 // Scalar kernels. Softplus follows torch.nn.functional.softplus (beta = 1, threshold = 20): the identity
 // above the threshold, so that every backend computes the same function and the same derivatives.
@@ -172,4 +169,4 @@ HINN_HD void activate_layer(int act, int w, ZP z, Out&& out) {
   }
 }
 
-}  // namespace hinn
+}  // namespace hinn::HINN_ISA

@@ -3,22 +3,9 @@
 #pragma once
 #include <cmath>
 
-#if defined(__CUDACC__)
-#define HINN_HD __host__ __device__ __forceinline__
-#define HINN_HDI __host__ __device__ inline
-#define HINN_PASS __host__ __device__ __noinline__
-#else
-#define HINN_HD inline __attribute__((always_inline))
-#define HINN_HDI inline
-#define HINN_PASS inline
-#endif
-// HINN_HD: small helpers, always inlined. HINN_HDI: a network pass or a scheme's sub-step, inlined where the
-// compiler finds it pays; forcing them into every call site multiplied the code (and the build time) by
-// the number of call sites without making the kernels faster (benchmarks/RESULTS.md). HINN_PASS: a whole
-// network pass; on CUDA one out-of-line copy per instantiation, which every scheme's stages call (inlined,
-// each kernel held a copy per call site and ptxas spent most of the build allocating their registers).
+#include "hd.h"
 
-namespace hinn {
+namespace hinn::HINN_ISA {
 
 template <class V>
 struct lanes {
@@ -166,4 +153,4 @@ HINN_HD V splat(S s) {
   return V{} + static_cast<scalar_t<V>>(s);
 }
 
-}  // namespace hinn
+}  // namespace hinn::HINN_ISA

@@ -12,23 +12,7 @@
 #include "activation.h"
 #include "strided.h"
 
-namespace hinn {
-
-struct NetDesc {
-  int d = 1;        // phase-space half dimension: p, q in R^d
-  int time = 1;     // 1: input is [t, p, q]; 0: input is [p, q]
-  int width = 3;    // w
-  int depth = 20;   // L (residual layers)
-  int act = kTanh;  // Activation
-  double hr = 1.0;  // residual step h_r
-
-  HINN_HD int n_in() const { return 2 * d + time; }
-  HINN_HD long off_layer(int l) const {  // offset of K_l (l = 1..L); K_0 is at 0
-    return (long)n_in() * width + width + (long)(l - 1) * (width * width + width);
-  }
-  HINN_HD long off_out() const { return off_layer(depth + 1); }
-  HINN_HD long n_params() const { return off_out() + width + 1; }
-};
+namespace hinn::HINN_ISA {
 
 // A stored primal pass at one input x: what the gradient and the vector–Jacobian product need.
 // Layout (lane values): x (n_in) | σ'(z_l) (L+1)w | σ''(z_l) (L+1)w | u_{l-1} (row l >= 1; row 0 is
@@ -274,4 +258,4 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
   for (int k = 0; k < w; ++k) acc(n_in * w + k, z[k]);
 }
 
-}  // namespace hinn
+}  // namespace hinn::HINN_ISA

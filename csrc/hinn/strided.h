@@ -9,7 +9,7 @@
 
 #include "lanes.h"
 
-namespace hinn {
+namespace hinn::HINN_ISA {
 
 template <class V>
 struct Strided {
@@ -54,4 +54,4 @@ HINN_HD Strided<V> as_like(Strided<V>, V* raw) {
   return {raw, 1};
 }
 
-}  // namespace hinn
+}  // namespace hinn::HINN_ISA

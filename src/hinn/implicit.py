@@ -19,7 +19,7 @@ through Φ once more with the graph attached, and a hook on it replaces the inco
 with (I − ∂Φ/∂x)ᵀ μ = g, solved exactly per sample; autograd then carries μ to θ and to the step's
 inputs. Memory per step: the states and one evaluation of the gradient.
 
-Both schemes also run in the compiled core on the fused backend (``csrc/hinn/integrators.h``: the same
+Both also run in the compiled core on the fused backend (``csrc/hinn/schemes/``: the same
 Newton iteration and convergence test per sample, the same adjoint; a failed solve raises
 :class:`SolverError` there too, with no fixed-point fallback). On the other backends, and for a user's
 subclass, they run here in Python over the backend's ``grad``.

@@ -12,7 +12,7 @@ explicit leapfrog drops to first order there (its kicks use ∂qH at the wrong p
 for separable H, ``general_order`` for any smooth H (measured in ``tests/test_integrators.py``).
 
 Each scheme is a small class (:class:`hinn.scheme.Scheme`) registered by name in :data:`SCHEMES`; the
-built-in ones are written once here and once (with their adjoints) in ``csrc/hinn/integrators.h``.
+built-in ones are written once here and once (with their adjoints) in ``csrc/hinn/schemes/``.
 :func:`step` and :func:`rollout` work with any :class:`hinn.protocols.HamiltonianModel`; a model
 offering the ``compiled_rollout`` capability (the fused :class:`hinn.HamiltonianNet`) runs a built-in
 scheme in one compiled call, and any other scheme — a user's subclass included — runs here, stage by

@@ -54,7 +54,7 @@ class Scheme:
 
 
 SCHEMES: Dict[str, Type[Scheme]] = {}
-# The classes whose exact arithmetic the compiled core also implements (csrc/hinn/integrators.h, under the
+# The classes whose exact arithmetic the compiled core also implements (csrc/hinn/schemes.h, under the
 # same name). Only these run compiled; anything else — a subclass included — runs its own ``step``.
 COMPILED_SCHEMES: Dict[str, Type[Scheme]] = {}
 

@@ -25,7 +25,7 @@ evaluated at t and t + h, φ_B twice at t + h/2 — no ∂H/∂t is needed.
 order 2 and 4 at h ≤ 0.1 on the systems tested (``tests/test_tao.py``).
 
 Explicit: four gradient evaluations per order-2 step, twelve per order-4 step. Orders 2 and 4 run in the
-compiled core on the fused backend (``csrc/hinn/integrators.h``: the same flows with their exact adjoint,
+compiled core on the fused backend (``csrc/hinn/schemes/``: the same flows with their exact adjoint,
 rollouts carrying the copies); higher orders, and the other backends, run here with gradients through
 autograd.
 """

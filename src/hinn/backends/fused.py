@@ -135,7 +135,8 @@ def _dtype_code(dtype: torch.dtype) -> int:
 
 def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) -> None:
     """One call into the core. x: a state tensor (dtype, device); tensors in ``args`` go as (pointer,
-    numel) pairs, everything else by name as it is."""
+    numel) pairs, ``params`` by the names the scheme gives them (``core.SCHEME_PARAMS``), everything else
+    by name as it is."""
     require()
     if x.is_cuda and not core.has_cuda:
         raise RuntimeError(
@@ -144,25 +145,23 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
         )
     if x.device.type not in ("cpu", "cuda"):
         raise RuntimeError(f"the fused backend runs on CPU and CUDA tensors, not on {x.device.type}")
+    params = args.pop("params", ())
     kw = {k: (v.data_ptr(), v.numel()) if isinstance(v, Tensor) else v for k, v in args.items()}
-    common = dict(
-        dtype=_dtype_code(x.dtype),
-        N=N,
-        nthreads=torch.get_num_threads(),
-        cuda=x.is_cuda,
-        deterministic=torch.are_deterministic_algorithms_enabled(),
-    )
+    common = dict(dtype=_dtype_code(x.dtype), N=N, nthreads=torch.get_num_threads(), cuda=x.is_cuda)
     desc = _desc(tuple(int(s) for s in spec), float(hr))
-    # a scheme that solves reports non-convergence through a flag (reading it waits for a CUDA call)
     status = None
-    if "scheme" in args and core.scheme_solves(args["scheme"]):
-        if x.is_cuda and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError(
-                f"{_scheme_name(args['scheme'])} cannot run inside a CUDA graph: whether its solves converged is "
-                "read on the host after every call; train it without cuda_graph"
-            )
-        status = torch.zeros(1, dtype=torch.int32, device=x.device)
-        kw["status"] = (status.data_ptr(), 1)
+    if "scheme" in args:
+        name = _scheme_name(args["scheme"])
+        kw.update(zip(core.SCHEME_PARAMS[name], params))
+        # a scheme that solves reports non-convergence through a flag (reading it waits for a CUDA call)
+        if name in core.SOLVING_SCHEMES:
+            if x.is_cuda and torch.cuda.is_current_stream_capturing():
+                raise RuntimeError(
+                    f"{name} cannot run inside a CUDA graph: whether its solves converged is read on the host "
+                    "after every call; train it without cuda_graph"
+                )
+            status = torch.zeros(1, dtype=torch.int32, device=x.device)
+            kw["status"] = (status.data_ptr(), 1)
     if x.is_cuda:
         with torch.cuda.device(x.device):
             stream = torch.cuda.current_stream(x.device).cuda_stream
@@ -176,13 +175,19 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
     if status is not None and int(status.item()):
         raise SolverError(
             f"{_scheme_name(args['scheme'])}: the implicit equation did not converge in "
-            f"{int(args['params'][1])} iterations in the compiled core; use a smaller time step h, or raise "
+            f"{int(params[1])} iterations in the compiled core; use a smaller time step h, or raise "
             "max_iter / tol"
         )
 
 
+@lru_cache(maxsize=None)
+def _scheme_names() -> Tuple[str, ...]:
+    return tuple(sorted(core.SCHEMES, key=core.SCHEMES.get))
+
+
 def _scheme_name(code: int) -> str:
-    return next((k for k, v in core.SCHEMES.items() if v == code), str(code))
+    names = _scheme_names()
+    return names[code] if 0 <= code < len(names) else str(code)
 
 
 def _c(x: Tensor) -> Tensor:
@@ -204,7 +209,7 @@ def _hamiltonian_impl(theta, t, p, q, spec, hr):
     _check_inputs("hamiltonian", theta, t, p, q, spec, hr)
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     H = p.new_empty(p.shape[0])
-    _launch("hamiltonian", spec, hr, p, p.shape[0], theta=theta, t=t, p=p, q=q, out0=H)
+    _launch("hamiltonian", spec, hr, p, p.shape[0], theta=theta, t=t, p=p, q=q, H=H)
     return H
 
 
@@ -227,7 +232,7 @@ def _grad_impl(theta, t, p, q, spec, hr):
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     H = p.new_empty(p.shape[0])
     gp, gq = torch.empty_like(p), torch.empty_like(q)
-    _launch("grad", spec, hr, p, p.shape[0], theta=theta, t=t, p=p, q=q, out0=H, out1=gp, out2=gq)
+    _launch("grad", spec, hr, p, p.shape[0], theta=theta, t=t, p=p, q=q, H=H, dH_dp=gp, dH_dq=gq)
     return H, gp, gq
 
 
@@ -259,7 +264,8 @@ def _grad_backward_impl(theta, t, p, q, Hb, gpb, gqb, spec, hr):
         tb.zero_()
     _launch(
         "grad_backward", spec, hr, p, p.shape[0],
-        theta=theta, t=t, p=p, q=q, in_b0=Hb, in_b1=gpb, in_b2=gqb, out0=tb, out1=pb, out2=qb, thb=thb,
+        theta=theta, t=t, p=p, q=q, H_bar=Hb, dH_dp_bar=gpb, dH_dq_bar=gqb, t_bar=tb, p_bar=pb, q_bar=qb,
+        theta_bar=thb,
     )  # fmt: skip
     return tb, pb, qb, thb
 
@@ -270,6 +276,8 @@ def _(theta, t, p, q, Hb, gpb, gqb, spec, hr):
     return torch.empty_like(t), torch.empty_like(p), torch.empty_like(q), torch.empty_like(theta)
 
 
+# One autograd wiring per op: the setup and backward functions below serve the custom op (registered
+# with torch.library, what torch.compile and export trace) and its eager fast path alike (end of file).
 def _grad_setup(ctx, inputs, output):
     theta, t, p, q, spec, hr = inputs
     ctx.save_for_backward(theta, t, p, q)
@@ -280,7 +288,9 @@ def _grad_bwd(ctx, Hb, gpb, gqb):
     theta, t, p, q = ctx.saved_tensors
     Hb = _zeros_if_none(Hb, t)
     gpb, gqb = _zeros_if_none(gpb, p), _zeros_if_none(gqb, q)
-    tb, pb, qb, thb = grad_backward_op(theta, t, p, q, Hb, gpb, gqb, ctx.spec, ctx.hr)
+    tb, pb, qb, thb = _backward_of(ctx, grad_backward_op, _grad_backward_impl)(
+        theta, t, p, q, Hb, gpb, gqb, ctx.spec, ctx.hr
+    )
     return thb, tb, pb, qb, None, None
 
 
@@ -302,9 +312,11 @@ def _check_scheme(op: str, scheme: int, h: float, steps: int, params: List[float
     value, _ = chk
     n = len(core.SCHEMES) if core is not None else 4
     value(0 <= scheme < n, lambda: f"hinn::{op}: unknown scheme code {scheme}")
+    want = len(core.SCHEME_PARAMS.get(_scheme_name(scheme), params)) if core is not None else len(params)
+    value(len(params) == want, lambda: f"hinn::{op}: {_scheme_name(scheme)} takes {want} parameters, got {params}")
     value(
-        len(params) <= 2 and all(x == x and abs(x) != float("inf") for x in params),
-        lambda: f"hinn::{op}: a scheme has at most 2 finite parameters, got {params}",
+        all(x == x and abs(x) != float("inf") for x in params),
+        lambda: f"hinn::{op}: a scheme's parameters must be finite, got {params}",
     )
     value(h == h and abs(h) != float("inf"), lambda: f"hinn::{op}: h must be finite, got {h}")
     value(steps >= 0, lambda: f"hinn::{op}: steps must be >= 0, got {steps}")
@@ -313,7 +325,7 @@ def _check_scheme(op: str, scheme: int, h: float, steps: int, params: List[float
 def _state_dim(scheme: int, d: int) -> int:
     """Width of the state that ``scheme`` carries and its rollouts return: d, or 2d for Tao's (p | y),
     (q | x); the observed (p, q) are its first d columns."""
-    return core.state_dim(scheme, d) if core is not None else d
+    return core.SCHEME_STATE[_scheme_name(scheme)] * d if core is not None else d
 
 
 def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
@@ -326,7 +338,7 @@ def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajector
     P, Q = p.new_empty(shape), q.new_empty(shape)
     _launch(
         "rollout", spec, hr, p, p.shape[0],
-        theta=theta, t=t, p=p, q=q, out1=P, out2=Q, scheme=scheme, params=params, h=h, steps=steps,
+        theta=theta, t=t, p=p, q=q, P=P, Q=Q, scheme=scheme, params=params, h=h, steps=steps,
         trajectory=trajectory,
     )  # fmt: skip
     return P, Q
@@ -338,7 +350,7 @@ def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, t
     p0b, q0b, thb = P.new_empty((N, d)), Q.new_empty((N, d)), torch.empty_like(theta)
     _launch(
         "rollout_backward", spec, hr, P, N,
-        theta=theta, t=t, p=P, q=Q, in_b1=Pb, in_b2=Qb, out1=p0b, out2=q0b, thb=thb,
+        theta=theta, t=t, P=P, Q=Q, P_bar=Pb, Q_bar=Qb, p_bar=p0b, q_bar=q0b, theta_bar=thb,
         scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory,
     )  # fmt: skip
     return p0b, q0b, thb
@@ -356,6 +368,10 @@ def step_op(
     scheme: int,
     params: List[float],
 ) -> Tuple[Tensor, Tensor]:
+    return _step_impl(theta, t, p, q, spec, hr, h, scheme, params)
+
+
+def _step_impl(theta, t, p, q, spec, hr, h, scheme, params):
     _check_inputs("step", theta, t, p, q, spec, hr)
     _check_scheme("step", scheme, h, 1, params)
     return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False)
@@ -381,6 +397,10 @@ def step_backward_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, pb: Tensor, qb: Tensor, spec: List[int], hr: float, h: float,
     scheme: int, params: List[float],
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    return _step_backward_impl(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
+
+
+def _step_backward_impl(theta, t, p, q, pb, qb, spec, hr, h, scheme, params):
     _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
     return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False)
 
@@ -402,7 +422,7 @@ def _step_bwd(ctx, pb, qb):
     shape = _state_shape(p, ctx.args[3])
     pb = pb if pb is not None else p.new_zeros(shape)
     qb = qb if qb is not None else q.new_zeros(shape)
-    p0b, q0b, thb = step_backward_op(theta, t, p, q, pb, qb, *ctx.args)
+    p0b, q0b, thb = _backward_of(ctx, step_backward_op, _step_backward_impl)(theta, t, p, q, _c(pb), _c(qb), *ctx.args)
     return thb, None, p0b, q0b, None, None, None, None, None
 
 
@@ -414,6 +434,10 @@ def rollout_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, spec: List[int], hr: float, h: float, scheme: int,
     params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor]:  # fmt: skip
+    return _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps)
+
+
+def _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps):
     _check_inputs("rollout", theta, t, p, q, spec, hr)
     _check_scheme("rollout", scheme, h, steps, params)
     return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True)
@@ -443,6 +467,10 @@ def rollout_backward_op(
     theta: Tensor, t: Tensor, P: Tensor, Q: Tensor, Pb: Tensor, Qb: Tensor, spec: List[int], hr: float, h: float,
     scheme: int, params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+    return _rollout_backward_impl(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
+
+
+def _rollout_backward_impl(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps):
     _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
     return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True)
 
@@ -463,7 +491,9 @@ def _rollout_setup(ctx, inputs, output):
 
 def _rollout_bwd(ctx, Pb, Qb):
     theta, t, P, Q = ctx.saved_tensors
-    p0b, q0b, thb = rollout_backward_op(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args)
+    p0b, q0b, thb = _backward_of(ctx, rollout_backward_op, _rollout_backward_impl)(
+        theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args
+    )
     return thb, None, p0b, q0b, None, None, None, None, None, None
 
 
@@ -471,72 +501,51 @@ rollout_op.register_autograd(_rollout_bwd, setup_context=_rollout_setup)
 
 
 # ----------------------------------------------------------------------------- the eager fast path
-# Eager calls skip the torch.library dispatcher: the same implementation functions under a plain
-# autograd.Function (measured per training step at N = 2000: the custom-op layer cost about 0.15 ms per
-# op call and its autograd wrapper more; benchmarks/RESULTS.md). Under torch.compile / export the custom
-# ops above are used, so that tracing sees their fake implementations and contracts.
+# Eager calls skip the torch.library dispatcher: the same implementation, setup and backward functions
+# under a plain autograd.Function (measured per training step at N = 2000: the custom-op layer cost about
+# 0.15 ms per op call and its autograd wrapper more; benchmarks/RESULTS.md). Under torch.compile / export
+# the custom ops above are used, so that tracing sees their fake implementations and contracts.
 def _eager() -> bool:
     compiler = getattr(torch, "compiler", None)
     return not (compiler is not None and compiler.is_compiling())
 
 
-def _first_order_only() -> None:
+def _backward_of(ctx, op, impl):
+    """The backward custom op for the custom op's autograd (what tracing sees), its implementation (after
+    the first-order check) for the eager fast path."""
+    if not getattr(ctx, "eager", False):
+        return op
     # a backward run with create_graph=True: its result would silently lack the second-order terms
     if torch.is_grad_enabled():
         raise RuntimeError(
             "the fused backend computes first derivatives only (its backward passes are not differentiable "
             "again); use backend='autograd' for second derivatives"
         )
+    return impl
 
 
-class _Hamiltonian(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, theta, t, p, q, spec, hr):
-        ctx.save_for_backward(theta, t, p, q)
-        ctx.args = (spec, hr)
-        return _hamiltonian_impl(theta, t, p, q, spec, hr)
+def _eager_function(name: str, impl, setup, backward):
+    """``impl`` as an autograd.Function with the custom op's own setup and backward."""
 
-    @staticmethod
-    def backward(ctx, Hb):
-        return _Grad.backward(ctx, Hb, None, None)  # no cotangent on ∇H
+    def setup_eager(ctx, inputs, output):
+        setup(ctx, inputs, output)
+        ctx.eager = True
 
-
-class _Grad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, theta, t, p, q, spec, hr):
-        ctx.save_for_backward(theta, t, p, q)
-        ctx.args = (spec, hr)
-        return _grad_impl(theta, t, p, q, spec, hr)
-
-    @staticmethod
-    def backward(ctx, Hb, gpb, gqb):
-        _first_order_only()
-        theta, t, p, q = ctx.saved_tensors
-        Hb, gpb, gqb = _zeros_if_none(Hb, t), _zeros_if_none(gpb, p), _zeros_if_none(gqb, q)
-        tb, pb, qb, thb = _grad_backward_impl(theta, t, p, q, Hb, gpb, gqb, *ctx.args)
-        return thb, tb, pb, qb, None, None
+    return type(
+        name,
+        (torch.autograd.Function,),
+        {
+            "forward": staticmethod(impl),
+            "setup_context": staticmethod(setup_eager),
+            "backward": staticmethod(backward),
+        },
+    ).apply
 
 
-class _Integrate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
-        op = "rollout" if trajectory else "step"
-        _check_inputs(op, theta, t, p, q, spec, hr)
-        _check_scheme(op, scheme, h, steps, params)
-        P, Q = _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory)
-        ctx.save_for_backward(theta, t, *((P, Q) if trajectory else (p, q)))
-        ctx.args = (spec, hr, h, scheme, params, steps, trajectory)
-        return P, Q
-
-    @staticmethod
-    def backward(ctx, Pb, Qb):
-        _first_order_only()
-        theta, t, P, Q = ctx.saved_tensors
-        shape = tuple(Pb.shape if Pb is not None else Qb.shape)  # the outputs' (state) shape
-        Pb = Pb if Pb is not None else P.new_zeros(shape)
-        Qb = Qb if Qb is not None else Q.new_zeros(shape)
-        p0b, q0b, thb = _integrate_bwd(theta, t, P, Q, Pb, Qb, *ctx.args)
-        return thb, None, p0b, q0b, None, None, None, None, None, None, None
+_hamiltonian = _eager_function("Hamiltonian", _hamiltonian_impl, _grad_setup, _ham_bwd)
+_grad = _eager_function("Grad", _grad_impl, _grad_setup, _grad_bwd)
+_step = _eager_function("Step", _step_impl, _step_setup, _step_bwd)
+_rollout = _eager_function("Rollout", _rollout_impl, _rollout_setup, _rollout_bwd)
 
 
 # ----------------------------------------------------------------------------- training windows
@@ -562,7 +571,8 @@ def window_loss_grad(
     losses, p0b, q0b, thb = t0.new_empty(t0.shape), torch.empty_like(p0), torch.empty_like(q0), torch.empty_like(theta)
     _launch(
         "loss_grad", spec, hr, p0, p0.shape[0],
-        theta=theta, t=t0, p=p0, q=q0, in_b1=P, in_b2=Q, out0=losses, out1=p0b, out2=q0b, thb=thb,
+        theta=theta, t=t0, p=p0, q=q0, target_p=P, target_q=Q, losses=losses, p_bar=p0b, q_bar=q0b,
+        theta_bar=thb,
         scheme=scheme, params=params, h=h, steps=K, scale=scale,
     )  # fmt: skip
     return losses, p0b, q0b, thb
@@ -605,11 +615,11 @@ class FusedBackend(Backend):
         return "" if core is not None else str(import_error)
 
     def hamiltonian(self, net, t, p, q):
-        op = _Hamiltonian.apply if _eager() else hamiltonian_op
+        op = _hamiltonian if _eager() else hamiltonian_op
         return op(net.theta, t, p, q, spec_of(net), net.resnet_step)
 
     def grad(self, net, t, p, q):
-        op = _Grad.apply if _eager() else grad_op
+        op = _grad if _eager() else grad_op
         return op(net.theta, t, p, q, spec_of(net), net.resnet_step)
 
     def rollout(self, net, scheme, t, p, q, h, steps, trajectory):
@@ -620,12 +630,11 @@ class FusedBackend(Backend):
         spec = spec_of(net)
         if not trajectory and steps != 1:
             raise ValueError(f"a single fused step has steps = 1, got {steps}")
-        if _eager():
-            P, Q = _Integrate.apply(net.theta, t, p, q, spec, net.resnet_step, h, code, params, steps, trajectory)
-        elif trajectory:
-            P, Q = rollout_op(net.theta, t, p, q, spec, net.resnet_step, h, code, params, steps)
+        args = (net.theta, t, p, q, spec, net.resnet_step, h, code, params)
+        if trajectory:
+            P, Q = (_rollout if _eager() else rollout_op)(*args, steps)
         else:
-            P, Q = step_op(net.theta, t, p, q, spec, net.resnet_step, h, code, params)
+            P, Q = (_step if _eager() else step_op)(*args)
         d = spec[0]
         # the observed part of the scheme's state (Tao's copies are dropped; their gradient is zero)
         return (P, Q) if P.shape[-1] == d else (P[..., :d], Q[..., :d])

@@ -1,0 +1,60 @@
+// The narrow, torch-free interface between the binding and the drivers (types: hinn/types.h).
+#pragma once
+#include <string>
+#include <vector>
+
+#include "hinn/types.h"
+
+namespace hinn {
+
+// Throws std::invalid_argument unless the structure, the scalars and every buffer an operation reads or
+// writes are consistent (sizes against the structure, non-null where needed, nothing it does not take).
+// The drivers trust what passed it: this is the one check between a raw pointer and an out-of-bounds
+// access.
+void validate(Op op, const NetDesc& nd, const Call& c);
+// validate(), then the CPU or CUDA driver.
+void run(Op op, const NetDesc& nd, const Call& c);
+
+// The scheme table (hinn/schemes.h) as the Python layer sees it.
+struct SchemeInfo {
+  std::string name;
+  std::vector<std::string> params;  // the SchemeArgs fields it reads
+  int state_mult;                   // its state is state_mult·d wide
+  bool solves;                      // it takes a status flag
+};
+std::vector<SchemeInfo> scheme_table();
+
+// The CPU kernels, compiled per instruction set (each in its namespace, below); cpu_call runs the best
+// one this processor supports (or the one named by set_cpu_isa / the HINN_CPU_ISA environment variable).
+void cpu_call(Op op, const NetDesc& nd, const Call& c);
+// "avx512" (x86-64-v4), "generic" (AVX2+FMA, x86-64-v3; the portable build elsewhere), "baseline"
+// (any x86-64) or "scalar" (the CUDA thread's arithmetic, never chosen by default). init_cpu_isa (at
+// import) reads HINN_CPU_ISA; it and set_cpu_isa throw std::invalid_argument for an unusable name.
+void init_cpu_isa();
+const char* cpu_isa();
+std::vector<std::string> cpu_isas();
+void set_cpu_isa(const char* name);
+// The CPU samples per thread below which a call uses fewer threads (cpu.cpp).
+constexpr long kMinSamplesPerThread = 256;
+
+namespace generic {
+void call(Op op, const NetDesc& nd, const Call& c);
+}
+namespace avx512 {
+void call(Op op, const NetDesc& nd, const Call& c);
+}
+namespace baseline {
+void call(Op op, const NetDesc& nd, const Call& c);
+}
+namespace scalar {  // one sample per value, runtime width: the arithmetic of a CUDA thread
+void call(Op op, const NetDesc& nd, const Call& c);
+}
+#ifdef HINN_WITH_CUDA
+namespace cuda {
+void call(Op op, const NetDesc& nd, const Call& c);
+// The device workspace (bytes) that call needs for these arguments on the current device.
+size_t workspace_bytes(Op op, const NetDesc& nd, const Call& c);
+}  // namespace cuda
+#endif
+
+}  // namespace hinn

@@ -1,0 +1,296 @@
+// The operations' drivers, written once: the body of each op for one lane value of samples (a block of
+// SIMD lanes on the CPU, one sample per CUDA thread), run by cpu.cpp's block loop and by cuda.cu's
+// grid-stride loop alike. The scalar CPU build runs exactly what a CUDA thread runs, layouts, offsets and
+// padding included; what is left to cpu.cpp and cuda.cu is the loop, the parameter-cotangent reduction
+// and the memory.
+#pragma once
+#include <cstdint>
+
+#include "schemes.h"
+
+namespace hinn::HINN_ISA {
+
+// Samples [n0, n0 + cnt) as one lane value. Lanes past cnt repeat sample n0 + cnt − 1 (finite values),
+// or read zero where the values are cotangents, so that they add nothing to parameter sums; a CUDA
+// thread past N is the block {N − 1, 0}: the last sample, computed for nothing and never stored.
+struct Block {
+  long n0;
+  int cnt;
+};
+
+// dst[j] ← sample rows of src (row-major (N, width)), j < width
+template <class P, class S>
+HINN_HD void load(const Block& b, P dst, const S* src, int width, bool zero_pad) {
+  using V = elem_t<P>;
+  for (int j = 0; j < width; ++j) {
+    V v{};
+    for (int l = 0; l < lanes<V>::n; ++l) {
+      const int ll = l < b.cnt ? l : (b.cnt > 0 ? b.cnt - 1 : 0);
+      lane(v, l) = (l < b.cnt || !zero_pad) ? src[(b.n0 + ll) * width + j] : S(0);
+    }
+    dst[j] = v;
+  }
+}
+template <class S, class P>
+HINN_HD void store(const Block& b, S* dst, P src, int width) {
+  for (int l = 0; l < b.cnt; ++l)
+    for (int j = 0; j < width; ++j) dst[(b.n0 + l) * width + j] = lane(elem_t<P>(src[j]), l);
+}
+// 1 on the block's samples, 0 on padding
+template <class V>
+HINN_HD V live_mask(const Block& b) {
+  V m{};
+  for (int l = 0; l < b.cnt && l < lanes<V>::n; ++l) lane(m, l) = scalar_t<V>(1);
+  return m;
+}
+
+// The scheme's state from an observed (p, q) in its first d entries: Tao's copies start at x = q, y = p;
+// and its adjoint, the cotangent of the observed (p, q) gathered in the first d entries.
+template <class Sc, class P>
+HINN_HD void lift_state(int d, P p, P q) {
+  for (int c = 1; c < Sc::kStateMult; ++c)
+    for (int j = 0; j < d; ++j) {
+      p[c * d + j] = p[j];
+      q[c * d + j] = q[j];
+    }
+}
+template <class Sc, class P>
+HINN_HD void fold_cotangent(int d, P pb, P qb) {
+  for (int c = 1; c < Sc::kStateMult; ++c)
+    for (int j = 0; j < d; ++j) {
+      pb[j] += pb[c * d + j];
+      qb[j] += qb[c * d + j];
+    }
+}
+
+// Lane values of scratch that one lane value of `op` needs, in the order its body lays it out.
+inline long op_scratch(Op op, const NetDesc& nd, const Call& c) {
+  const long n = nd.n_in();
+  switch (op) {
+    case Op::Hamiltonian: return n + primal_size(nd);                       // x | pass
+    case Op::Grad: return 2 * n + primal_size(nd) + work_size(nd);          // x g | pass | work
+    case Op::GradBackward: return 3 * n + primal_size(nd) + work_size(nd);  // x v x̄ | pass | work
+    default: break;
+  }
+  const SchemeShape& sh = kSchemeShapes[c.scheme];
+  const long ds = sh.state_mult * nd.d, K = c.steps;
+  const bool bwd = op != Op::Rollout;
+  const long step = sh.scratch(nd.d) + stages_scratch(nd, bwd ? sh.stages : sh.forward_stages);
+  if (op == Op::Rollout) return 2 * ds + step;                         // p q | step
+  if (op == Op::RolloutBackward) return 4 * ds + step;                 // p q p̄ q̄ | step
+  return 2 * ds + 2 * (K + 1) * ds + 2 * K * nd.d + step;              // p̄ q̄ | states | targets | step
+}
+
+// W: the network's width at compile time (0: any); V: the lane type; P: how scratch is addressed.
+template <int W, class V, class P>
+struct Driver {
+  using S = scalar_t<V>;
+  using St = Stages<W, V, P>;
+  const NetDesc& nd;
+  const Call& c;
+  const S* th;
+
+  HINN_HD Driver(const NetDesc& nd_, const Call& c_, const S* th_) : nd(nd_), c(c_), th(th_) {}
+
+  template <class Sc>
+  HINN_HD St stages(P sc) const {
+    return St(nd, th, sc + Sc::scratch(nd.d));
+  }
+  HINN_HD V time(const Block& b) const {
+    V t;
+    load(b, &t, c.t.as<const S>(), 1, false);
+    return t;
+  }
+  // x = (t, p, q) of the block
+  HINN_HD void load_x(const Block& b, P x) const {
+    const int d = nd.d, o = nd.time;
+    if (o) load(b, x, c.t.as<const S>(), 1, false);
+    load(b, x + o, c.p.as<const S>(), d, false);
+    load(b, x + o + d, c.q.as<const S>(), d, false);
+  }
+
+  HINN_HD void hamiltonian(const Block& b, P sc) const {
+    const int n = nd.n_in();
+    load_x(b, sc);
+    const V H = primal<W, false>(nd, th, sc, sc + n);
+    store(b, c.H.as<S>(), &H, 1);
+  }
+
+  HINN_HD void grad(const Block& b, P sc) const {
+    const int d = nd.d, n = nd.n_in(), o = nd.time;
+    P x = sc, g = x + n, pass = g + n;
+    load_x(b, x);
+    const V H = primal<W, false>(nd, th, x, pass);
+    grad_from_primal<W>(nd, th, pass, g, pass + primal_size(nd));
+    store(b, c.H.as<S>(), &H, 1);
+    store(b, c.dH_dp.as<S>(), g + o, d);
+    store(b, c.dH_dq.as<S>(), g + o + d, d);
+  }
+
+  template <class Acc>
+  HINN_HD void grad_backward(const Block& b, P sc, Acc& acc) const {
+    const int d = nd.d, n = nd.n_in(), o = nd.time;
+    P x = sc, v = x + n, xb = v + n, pass = xb + n;
+    load_x(b, x);
+    if (o) v[0] = V{};
+    load(b, v + o, c.dH_dp_bar.as<const S>(), d, true);
+    load(b, v + o + d, c.dH_dq_bar.as<const S>(), d, true);
+    V cH;
+    load(b, &cH, c.H_bar.as<const S>(), 1, true);
+    for (int i = 0; i < n; ++i) xb[i] = V{};
+    primal<W>(nd, th, x, pass);
+    vjp_from_primal<W>(nd, th, pass, v, cH, xb, acc, pass + primal_size(nd));
+    if (o) store(b, c.t_bar.as<S>(), xb, 1);
+    store(b, c.p_bar.as<S>(), xb + o, d);
+    store(b, c.q_bar.as<S>(), xb + o + d, d);
+  }
+
+  // (t, p, q) -> the final state, or every state with `trajectory` ((steps+1, N, ds), the scheme's state)
+  template <class Sc>
+  HINN_HD void rollout(const Block& b, P sc) const {
+    const int d = nd.d, ds = Sc::kStateMult * d;
+    const long Nds = c.N * ds;
+    const S h = S(c.h);
+    const typename Sc::Params prm(c.args);
+    P p = sc, q = p + ds, ssc = q + ds;
+    St st = stages<Sc>(ssc);
+    const V t = time(b);
+    load(b, p, c.p.as<const S>(), d, false);
+    load(b, q, c.q.as<const S>(), d, false);
+    lift_state<Sc>(d, p, q);
+    if (c.trajectory) {
+      store(b, c.P.as<S>(), p, ds);
+      store(b, c.Q.as<S>(), q, ds);
+    }
+    for (long k = 0; k < c.steps; ++k) {
+      Sc::template forward<false>(st, prm, ssc, t + S(k) * h, h, p, q);
+      if (c.trajectory || k == c.steps - 1) {
+        const long off = c.trajectory ? (k + 1) * Nds : 0;
+        store(b, c.P.as<S>() + off, p, ds);
+        store(b, c.Q.as<S>() + off, q, ds);
+      }
+    }
+    if (st.failed) report_failure(c.status.ptr);
+  }
+
+  // The reverse sweep over what the forward saw (the trajectory, or the single step's input): each step's
+  // stages recomputed by the scheme's forward<true> from its stored input, then its backward.
+  template <class Sc, class Acc>
+  HINN_HD void rollout_backward(const Block& b, P sc, Acc& acc) const {
+    const int d = nd.d, ds = Sc::kStateMult * d;
+    const long Nds = c.N * ds;
+    const S h = S(c.h);
+    const typename Sc::Params prm(c.args);
+    P p = sc, q = p + ds, pb = q + ds, qb = pb + ds, ssc = qb + ds;
+    St st = stages<Sc>(ssc);
+    const V t = time(b);
+    const long last = c.trajectory ? c.steps * Nds : 0;
+    load(b, pb, c.P_bar.as<const S>() + last, ds, true);
+    load(b, qb, c.Q_bar.as<const S>() + last, ds, true);
+    for (long k = c.steps - 1; k >= 0; --k) {
+      if (c.trajectory) {
+        load(b, p, c.P.as<const S>() + k * Nds, ds, false);
+        load(b, q, c.Q.as<const S>() + k * Nds, ds, false);
+      } else {
+        load(b, p, c.P.as<const S>(), d, false);
+        load(b, q, c.Q.as<const S>(), d, false);
+        lift_state<Sc>(d, p, q);
+      }
+      Sc::template forward<true>(st, prm, ssc, t + S(k) * h, h, p, q);
+      Sc::backward(st, prm, ssc, h, pb, qb, acc);
+      if (c.trajectory) {  // the cotangent of state k itself (p, q are free again)
+        load(b, p, c.P_bar.as<const S>() + k * Nds, ds, true);
+        load(b, q, c.Q_bar.as<const S>() + k * Nds, ds, true);
+        for (int j = 0; j < ds; ++j) {
+          pb[j] += p[j];
+          qb[j] += q[j];
+        }
+      }
+    }
+    fold_cotangent<Sc>(d, pb, qb);
+    store(b, c.p_bar.as<S>(), pb, d);
+    store(b, c.q_bar.as<S>(), qb, d);
+    if (st.failed) report_failure(c.status.ptr);
+  }
+
+  // Training windows, forward and backward in one pass: K steps from the observed (p0, q0) into TP, TQ
+  // ((K+1) ds each; row 0 = the start), the squared error of the observed part against the targets
+  // (row k: the state after step k+1), then the reverse sweep with cotangents 2·scale·m·error (m: 1 on
+  // live lanes, 0 on padding). The losses scale·m·Σ error², the cotangents of (p0, q0) and θ (to acc).
+  // Nothing leaves the per-sample scratch in between; the last step keeps its stages, every other is
+  // recomputed in place from its input, on the row of its output (no longer needed by then).
+  template <class Sc, class Acc>
+  HINN_HD void window_loss(const Block& b, P sc, Acc& acc) const {
+    const int d = nd.d, ds = Sc::kStateMult * d;
+    const long K = c.steps, Nd = c.N * d;
+    const S h = S(c.h), scale = S(c.scale);
+    const typename Sc::Params prm(c.args);
+    P pb = sc, qb = pb + ds, TP = qb + ds, TQ = TP + (K + 1) * ds, GP = TQ + (K + 1) * ds, GQ = GP + K * d,
+      ssc = GQ + K * d;
+    St st = stages<Sc>(ssc);
+    const V t = time(b);
+    load(b, TP, c.p.as<const S>(), d, false);
+    load(b, TQ, c.q.as<const S>(), d, false);
+    for (long k = 0; k < K; ++k) {
+      load(b, GP + k * d, c.target_p.as<const S>() + k * Nd, d, false);
+      load(b, GQ + k * d, c.target_q.as<const S>() + k * Nd, d, false);
+    }
+    const V m = live_mask<V>(b);
+    lift_state<Sc>(d, TP, TQ);
+    for (long k = 0; k < K; ++k) {
+      P p = TP + (k + 1) * ds, q = TQ + (k + 1) * ds;
+      for (int j = 0; j < ds; ++j) {
+        p[j] = TP[k * ds + j];
+        q[j] = TQ[k * ds + j];
+      }
+      if (k == K - 1) Sc::template forward<true>(st, prm, ssc, t + S(k) * h, h, p, q);
+      else Sc::template forward<false>(st, prm, ssc, t + S(k) * h, h, p, q);
+    }
+    V loss{};
+    for (int j = 0; j < ds; ++j) {
+      pb[j] = V{};
+      qb[j] = V{};
+    }
+    for (long k = K - 1; k >= 0; --k) {
+      P p1 = TP + (k + 1) * ds, q1 = TQ + (k + 1) * ds;
+      for (int j = 0; j < d; ++j) {
+        const V ep = m * (p1[j] - GP[k * d + j]);
+        const V eq = m * (q1[j] - GQ[k * d + j]);
+        loss += ep * ep + eq * eq;
+        pb[j] += S(2) * scale * ep;
+        qb[j] += S(2) * scale * eq;
+      }
+      if (k < K - 1) {
+        for (int j = 0; j < ds; ++j) {
+          p1[j] = TP[k * ds + j];
+          q1[j] = TQ[k * ds + j];
+        }
+        Sc::template forward<true>(st, prm, ssc, t + S(k) * h, h, p1, q1);
+      }
+      Sc::backward(st, prm, ssc, h, pb, qb, acc);
+    }
+    fold_cotangent<Sc>(d, pb, qb);
+    loss = scale * loss;
+    store(b, c.losses.as<S>(), &loss, 1);
+    store(b, c.p_bar.as<S>(), pb, d);
+    store(b, c.q_bar.as<S>(), qb, d);
+    if (st.failed) report_failure(c.status.ptr);
+  }
+
+  // The body of `op` for one block (Acc: where parameter cotangents go).
+  template <Op op, class Acc>
+  HINN_HD void run(const Block& b, P sc, Acc& acc) const {
+    if constexpr (op == Op::Hamiltonian) hamiltonian(b, sc);
+    else if constexpr (op == Op::Grad) grad(b, sc);
+    else if constexpr (op == Op::GradBackward) grad_backward(b, sc, acc);
+    else
+      visit_scheme(c.scheme, [&](auto sch) {
+        using Sc = decltype(sch);
+        if constexpr (op == Op::Rollout) rollout<Sc>(b, sc);
+        else if constexpr (op == Op::RolloutBackward) rollout_backward<Sc>(b, sc, acc);
+        else window_loss<Sc>(b, sc, acc);
+      });
+  }
+};
+
+}  // namespace hinn::HINN_ISA
