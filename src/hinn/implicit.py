@@ -47,11 +47,17 @@ def _jacobian(y: Tensor, x: Tensor) -> Tensor:
     """∂y/∂x per sample: y, x (N, m) with y depending on x row by row -> (N, m, m)."""
     if not y.requires_grad:  # Φ does not depend on x (e.g. ∂qH free of p: a separable H)
         return torch.zeros(y.shape + x.shape[1:], dtype=y.dtype, device=y.device)
-    rows = []
-    for i in range(y.shape[1]):
-        (g,) = torch.autograd.grad(y[:, i].sum(), x, retain_graph=True, allow_unused=True)
-        rows.append(torch.zeros_like(x) if g is None else g)
-    return torch.stack(rows, dim=1)
+    m = y.shape[1]
+    # all m rows in one batched backward pass (vmap over the cotangents e_i), not m passes
+    eye = torch.eye(m, dtype=y.dtype, device=y.device).unsqueeze(1).expand(m, y.shape[0], m)
+    try:
+        (g,) = torch.autograd.grad(y, x, eye, retain_graph=True, allow_unused=True, is_grads_batched=True)
+    except RuntimeError:  # an op without a batching rule: one pass per row
+        rows = [torch.autograd.grad(y[:, i].sum(), x, retain_graph=True, allow_unused=True)[0] for i in range(m)]
+        g = torch.stack([torch.zeros_like(x) if r is None else r for r in rows])
+    if g is None:
+        return torch.zeros(y.shape + x.shape[1:], dtype=y.dtype, device=y.device)
+    return g.transpose(0, 1)
 
 
 def solve_fixed_point(
