@@ -33,6 +33,10 @@ class _PythonLeapfrog(hinn.ImplicitLeapfrog):
     """The implicit leapfrog as a user's subclass: its Newton iterations run in Python."""
 
 
+class _PythonGauss4(hinn.Gauss4):
+    """Gauss–Legendre (2 stages) as a user's subclass: its Newton iterations run in Python."""
+
+
 class _PythonTao(hinn.Tao):
     """Tao's scheme as a user's subclass: the compiled core runs only the registered classes, so this one
     runs its Python sub-flows over the backend's ∇H (what every backend did before the core had it)."""
@@ -92,7 +96,7 @@ def main() -> None:
         ("leapfrog", "compiled window loss", step_time("leapfrog"), "—"),
         ("leapfrog", "compiled step op + autograd loss", step_time("leapfrog", compiled=False), "—"),
     ]
-    for name in ("implicit_midpoint", "implicit_leapfrog"):
+    for name in ("implicit_midpoint", "implicit_leapfrog", "gauss4"):
         rows.append((name, "compiled window loss (Newton + implicit-function-theorem adjoint)",
                      step_time(name), "as below"))  # fmt: skip
     implicit.solve_fixed_point, implicit._jacobian = counting_solve, counting_jac
@@ -100,6 +104,7 @@ def main() -> None:
         python_solves = (
             ("implicit_midpoint", _PythonMidpoint()),
             ("implicit_leapfrog", _PythonLeapfrog()),
+            ("gauss4", _PythonGauss4()),
         )
         for name, scheme in python_solves:
             newton.update(n=0, solves=0)

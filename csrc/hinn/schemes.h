@@ -18,6 +18,7 @@
 // copy of the step's input first (ops.h): no scheme derives its stage points twice.
 #pragma once
 #include "schemes/explicit.h"
+#include "schemes/gauss4.h"
 #include "schemes/implicit.h"
 #include "schemes/tao.h"
 
@@ -29,7 +30,8 @@
   X(Tao<1>, "tao")                         \
   X(Tao<3>, "tao4")                        \
   X(ImplicitMidpoint, "implicit_midpoint") \
-  X(ImplicitLeapfrog, "implicit_leapfrog")
+  X(ImplicitLeapfrog, "implicit_leapfrog") \
+  X(Gauss4, "gauss4")
 
 namespace hinn::HINN_ISA {
 

@@ -8,7 +8,7 @@ as ``hinn train`` writes them."""
 from . import data, implicit, metrics, objectives, optim, plots, systems, tao, train
 from .backends import BACKENDS, get_backend, set_backend
 from .data import Trajectories
-from .implicit import ImplicitLeapfrog, ImplicitMidpoint, SolverError
+from .implicit import Gauss4, ImplicitLeapfrog, ImplicitMidpoint, SolverError
 from .integrators import SCHEMES, Scheme, get_scheme, register_scheme, rollout, step
 from .network import HamiltonianNet
 from .objectives import DerivativeObjective, TrajectoryObjective
@@ -25,6 +25,7 @@ __all__ = [
     "DerivativeObjective",
     "HamiltonianModel",
     "HamiltonianNet",
+    "Gauss4",
     "ImplicitLeapfrog",
     "ImplicitMidpoint",
     "SolverError",
