@@ -101,8 +101,8 @@ struct Collocation {
         bool finite = true;
         for (int i = 0; i < s; ++i)
           for (int r = 0; r < m; ++r) {
-            const double rr = fabs(double(lane(V(R[i * m + r]), l)));
-            const double x = fabs(double(lane(V(Z[2L * i * d + lo + r]), l)));
+            const double rr = fabs(double(lane(R[i * m + r], l)));
+            const double x = fabs(double(lane(Z[2L * i * d + lo + r], l)));
             finite = finite && rr <= 1e300 && x <= 1e300;  // false for NaN
             rmax = rr > rmax ? rr : rmax;
             xmax = x > xmax ? x : xmax;

@@ -34,7 +34,7 @@ HINN_HD void load(const Block& b, P dst, const S* src, int width, bool zero_pad)
 template <class S, class P>
 HINN_HD void store(const Block& b, S* dst, P src, int width) {
   for (int l = 0; l < b.cnt; ++l)
-    for (int j = 0; j < width; ++j) dst[(b.n0 + l) * width + j] = lane(elem_t<P>(src[j]), l);
+    for (int j = 0; j < width; ++j) dst[(b.n0 + l) * width + j] = lane(src[j], l);
 }
 // 1 on the block's samples, 0 on padding
 template <class V>
@@ -196,7 +196,7 @@ struct Driver {
         load(b, q, c.Q.as<const S>(), d, false);
         lift_state<Sc>(d, p, q);
       }
-      Sc::template forward<true>(st, prm, ssc, t + S(k) * h, h, p, q);
+      Sc::template forward<true, false>(st, prm, ssc, t + S(k) * h, h, p, q);
       Sc::backward(st, prm, ssc, h, pb, qb, acc);
       if (c.trajectory) {  // the cotangent of state k itself (p, q are free again)
         load(b, p, c.P_bar.as<const S>() + k * Nds, ds, true);
@@ -265,7 +265,7 @@ struct Driver {
           p1[j] = TP[k * ds + j];
           q1[j] = TQ[k * ds + j];
         }
-        Sc::template forward<true>(st, prm, ssc, t + S(k) * h, h, p1, q1);
+        Sc::template forward<true, false>(st, prm, ssc, t + S(k) * h, h, p1, q1);
       }
       Sc::backward(st, prm, ssc, h, pb, qb, acc);
     }

@@ -10,8 +10,10 @@
 //                             the fields it reads (the Python layer passes them by these names),
 //                             Params::check says what is wrong with them (validate.cpp), or returns null
 //   scratch(d)                lane values of its own scratch, which it lays out itself
-//   forward<Keep>(st, prm, sc, t, h, p, q)   one step in place; Keep: every gradient evaluation keeps
-//                             its full pass in the stage its backward reads
+//   forward<Keep, Out>(st, prm, sc, t, h, p, q)   one step in place; Keep: every gradient evaluation
+//                             keeps its full pass in the stage its backward reads; without Out (a reverse
+//                             sweep recomputing the stages) the output may be left unformed, and an
+//                             explicit scheme's last evaluation keeps its pass without the gradient sweep
 //   backward(st, prm, sc, h, p̄, q̄, acc)      right after a forward<true> of the same step: the output's
 //                             cotangents in, the input's out, θ's to acc
 // A backward with no kept stages (the drivers' reverse sweeps) runs the scheme's own forward<true> on a

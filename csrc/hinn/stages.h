@@ -74,10 +74,13 @@ struct Stages {
     adjoints &= ~(1u << k);
     return primal<W, Full>(nd, th, x, stage(k));
   }
-  // gp = ∂pH, gq = ∂qH at (t, p, q), the pass kept in stage k (Full: with its adjoints, for a later vjp)
-  template <bool Full = true>
+  // gp = ∂pH, gq = ∂qH at (t, p, q), the pass kept in stage k (Full: with its adjoints, for a later vjp).
+  // Without Sweep only the pass is kept (gp, gq untouched): a recomputed step's last evaluation, whose
+  // gradient only its output needs.
+  template <bool Full = true, bool Sweep = true>
   HINN_PASS void grad(int k, V t, CPtr p, CPtr q, Ptr gp, Ptr gq) {
     store<Full>(k, t, p, q);
+    if (!Sweep) return;
     grad_from_primal<W>(nd, th, stage(k), g, work, Full);
     if (Full) adjoints |= 1u << k;
     const int d = nd.d, o = nd.time;

@@ -36,13 +36,18 @@ from torch import Tensor
 
 from .integrators import GradFn, Scheme, register_scheme
 
+try:  # the compiled core's defaults, so that a compiled and a Python solve stop at the same tolerance
+    from ._core import DEFAULT_TOL
+except ImportError:  # the package without its compiled part
+    DEFAULT_TOL = {"float32": 1e-5, "float64": 1e-13}
+
 
 class SolverError(RuntimeError):
     """An implicit step's non-linear solve did not converge."""
 
 
 def _default_tol(x: Tensor) -> float:
-    return 1e-13 if x.dtype == torch.float64 else 1e-5
+    return DEFAULT_TOL["float64" if x.dtype == torch.float64 else "float32"]
 
 
 def _jacobian(y: Tensor, x: Tensor) -> Tensor:

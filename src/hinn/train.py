@@ -246,12 +246,15 @@ def check_resumable(saved: Dict, run_state: Dict, path: str) -> None:
         )
 
 
-# A minibatch gets one thread per this many samples (the compiled core's own rule). The cap matters for
-# torch's small per-step operations too (the optimizer update, index draws): an OpenMP region they open
-# leaves its workers spin-waiting after every step, burning the cores other processes need. Measured
+# A minibatch gets one thread per this many samples (the compiled core's own rule, read from it). The cap
+# matters for torch's small per-step operations too (the optimizer update, index draws): an OpenMP region
+# they open leaves its workers spin-waiting after every step, burning the cores other processes need. Measured
 # (benchmarks/training.py, 2 cores): two trainings side by side took 5.2x their time alone with torch's
 # default threads, 1.1x with this cap.
-SAMPLES_PER_THREAD = 256
+try:
+    from ._core import MIN_SAMPLES_PER_THREAD as SAMPLES_PER_THREAD
+except ImportError:  # the package without its compiled part
+    SAMPLES_PER_THREAD = 256
 
 
 @contextlib.contextmanager

@@ -4,7 +4,8 @@
 //   leapfrog          p½ = p − h/2 ∂qH(t,p,q); q' = q + h ∂pH(t+h/2,p½,q); p' = p½ − h/2 ∂qH(t+h,p½,q')
 //   rk4               classical Runge–Kutta on (ṗ, q̇) = (−∂qH, ∂pH)
 // Each backward applies the vector–Jacobian products of ∇H at the stages its forward<true> kept, in
-// reverse order. The interface every scheme follows is in schemes.h.
+// reverse order. The interface every scheme follows is in schemes.h; without Out (a reverse sweep's
+// recomputation) the last gradient evaluation keeps its pass only and the output is not formed.
 #pragma once
 #include "../stages.h"
 
@@ -38,15 +39,16 @@ struct ExplicitScheme {
 struct Euler : ExplicitScheme {
   static constexpr int kStages = 1;
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params&, P sc, V t, S h, P p, P q) {
     const int d = st.nd.d;
     GradPair<P> w(sc, d);
-    st.template grad<Keep>(0, t, p, q, w.gp, w.gq);
-    for (int j = 0; j < d; ++j) {
-      q[j] += h * w.gp[j];
-      p[j] -= h * w.gq[j];
-    }
+    st.template grad<Keep, Out>(0, t, p, q, w.gp, w.gq);
+    if (Out)
+      for (int j = 0; j < d; ++j) {
+        q[j] += h * w.gp[j];
+        p[j] -= h * w.gq[j];
+      }
   }
   template <class St, class P, class S, class Acc>
   HINN_PASS static void backward(St& st, const Params&, P sc, S h, P pb, P qb, Acc& acc) {
@@ -63,14 +65,15 @@ struct Euler : ExplicitScheme {
 struct SymplecticEuler : ExplicitScheme {
   static constexpr int kStages = 2;
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params&, P sc, V t, S h, P p, P q) {
     const int d = st.nd.d;
     GradPair<P> w(sc, d);
     st.template grad<Keep>(0, t, p, q, w.gp, w.gq);
     for (int j = 0; j < d; ++j) p[j] -= h * w.gq[j];
-    st.template grad<Keep>(Keep ? 1 : 0, t, p, q, w.gp, w.gq);
-    for (int j = 0; j < d; ++j) q[j] += h * w.gp[j];
+    st.template grad<Keep, Out>(Keep ? 1 : 0, t, p, q, w.gp, w.gq);
+    if (Out)
+      for (int j = 0; j < d; ++j) q[j] += h * w.gp[j];
   }
   template <class St, class P, class S, class Acc>
   HINN_PASS static void backward(St& st, const Params&, P sc, S h, P pb, P qb, Acc& acc) {
@@ -87,7 +90,7 @@ struct SymplecticEuler : ExplicitScheme {
 struct Leapfrog : ExplicitScheme {
   static constexpr int kStages = 3;
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params&, P sc, V t, S h, P p, P q) {
     const int d = st.nd.d;
     const S hh = h / S(2);
@@ -96,8 +99,9 @@ struct Leapfrog : ExplicitScheme {
     for (int j = 0; j < d; ++j) p[j] -= hh * w.gq[j];
     st.template grad<Keep>(Keep ? 1 : 0, t + hh, p, q, w.gp, w.gq);
     for (int j = 0; j < d; ++j) q[j] += h * w.gp[j];
-    st.template grad<Keep>(Keep ? 2 : 0, t + h, p, q, w.gp, w.gq);
-    for (int j = 0; j < d; ++j) p[j] -= hh * w.gq[j];
+    st.template grad<Keep, Out>(Keep ? 2 : 0, t + h, p, q, w.gp, w.gq);
+    if (Out)
+      for (int j = 0; j < d; ++j) p[j] -= hh * w.gq[j];
   }
   template <class St, class P, class S, class Acc>
   HINN_PASS static void backward(St& st, const Params&, P sc, S h, P pb, P qb, Acc& acc) {
@@ -136,7 +140,7 @@ struct RK4 : ExplicitScheme {
     HINN_HD explicit Tableau(S h) : c{S(0), h / S(2), h / S(2), h}, w{h / S(6), h / S(3), h / S(3), h / S(6)} {}
   };
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params&, P sc, V t, S h, P p, P q) {
     const int d = st.nd.d;
     Scratch<P> w(sc, d);
@@ -148,7 +152,9 @@ struct RK4 : ExplicitScheme {
       w.yq[j] = q[j];
     }
     for (int s = 0; s < 4; ++s) {
-      st.template grad<Keep>(Keep ? s : 0, t + tb.c[s], w.yp, w.yq, w.gp, w.gq);  // k_s = (−gq, gp)
+      if (s < 3) st.template grad<Keep>(Keep ? s : 0, t + tb.c[s], w.yp, w.yq, w.gp, w.gq);  // k_s = (−gq, gp)
+      else st.template grad<Keep, Out>(Keep ? s : 0, t + tb.c[s], w.yp, w.yq, w.gp, w.gq);
+      if (!Out && s == 3) return;
       for (int j = 0; j < d; ++j) {
         w.ap[j] -= tb.w[s] * w.gq[j];
         w.aq[j] += tb.w[s] * w.gp[j];

@@ -35,7 +35,7 @@ struct Gauss4 : ImplicitScheme {
     return col;
   }
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params& prm, P sc, V t, S h, P p, P q) {
     const int d = st.nd.d;
     const Tableau<S> tb;

@@ -47,7 +47,7 @@ struct ImplicitMidpoint : ImplicitScheme {
     return col;
   }
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params& prm, P sc, V t, S h, P p, P q) {
     const int d = st.nd.d;
     const S hh = h / S(2);
@@ -102,7 +102,7 @@ struct ImplicitLeapfrog : ImplicitScheme {
     return col;
   }
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params& prm, P sc, V t, S h, P p, P q) {
     using CP = typename St::CPtr;
     const int d = st.nd.d;

@@ -37,14 +37,15 @@ struct Tao : ExplicitScheme {
   }
 
   // φ_A for a time δ: H(q, y) moves p and x (gradient at (t, y, q), kept in stage k)
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_HDI static void flow_a(St& st, GradPair<P>& w, int k, V t, S delta, P Pp, P Q) {
     const int d = st.nd.d;
-    st.template grad<Keep>(k, t, Pp + d, Q, w.gp, w.gq);
-    for (int j = 0; j < d; ++j) {
-      Pp[j] -= delta * w.gq[j];
-      Q[d + j] += delta * w.gp[j];
-    }
+    st.template grad<Keep, Out>(k, t, Pp + d, Q, w.gp, w.gq);
+    if (Out)
+      for (int j = 0; j < d; ++j) {
+        Pp[j] -= delta * w.gq[j];
+        Q[d + j] += delta * w.gp[j];
+      }
   }
   // φ_B for a time δ: H(x, p) moves q and y
   template <bool Keep, class St, class P, class V, class S>
@@ -74,7 +75,7 @@ struct Tao : ExplicitScheme {
     }
   }
 
-  template <bool Keep, class St, class P, class V, class S>
+  template <bool Keep, bool Out = true, class St, class P, class V, class S>
   HINN_PASS static void forward(St& st, const Params& prm, P sc, V t, S h, P p, P q) {
     GradPair<P> w(sc, st.nd.d);
     for (int b = 0; b < Jumps; ++b) {
@@ -85,7 +86,8 @@ struct Tao : ExplicitScheme {
       flow_b<Keep>(st, w, Keep ? k + 1 : 0, tb + half, half, p, q);
       rotate(st.nd.d, p, q, 2.0 * prm.omega * double(dl));
       flow_b<Keep>(st, w, Keep ? k + 2 : 0, tb + half, half, p, q);
-      flow_a<Keep>(st, w, Keep ? k + 3 : 0, tb + dl, half, p, q);
+      if (b < Jumps - 1) flow_a<Keep>(st, w, Keep ? k + 3 : 0, tb + dl, half, p, q);
+      else flow_a<Keep, Out>(st, w, Keep ? k + 3 : 0, tb + dl, half, p, q);
     }
   }
 

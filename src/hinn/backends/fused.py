@@ -402,6 +402,12 @@ def step_backward_op(
 
 def _step_backward_impl(theta, t, p, q, pb, qb, spec, hr, h, scheme, params):
     _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
+    return _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
+
+
+def _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params):
+    """The eager backward: its inputs are the checked forward's own and autograd's cotangents of its
+    outputs, so the argument checks are not run twice (the core still checks every buffer's size)."""
     return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False)
 
 
@@ -422,7 +428,7 @@ def _step_bwd(ctx, pb, qb):
     shape = _state_shape(p, ctx.args[3])
     pb = pb if pb is not None else p.new_zeros(shape)
     qb = qb if qb is not None else q.new_zeros(shape)
-    p0b, q0b, thb = _backward_of(ctx, step_backward_op, _step_backward_impl)(theta, t, p, q, _c(pb), _c(qb), *ctx.args)
+    p0b, q0b, thb = _backward_of(ctx, step_backward_op, _step_backward_trusted)(theta, t, p, q, pb, qb, *ctx.args)
     return thb, None, p0b, q0b, None, None, None, None, None
 
 
@@ -472,6 +478,11 @@ def rollout_backward_op(
 
 def _rollout_backward_impl(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps):
     _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
+    return _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
+
+
+def _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps):
+    """The eager backward (as _step_backward_trusted)."""
     return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True)
 
 
@@ -491,7 +502,7 @@ def _rollout_setup(ctx, inputs, output):
 
 def _rollout_bwd(ctx, Pb, Qb):
     theta, t, P, Q = ctx.saved_tensors
-    p0b, q0b, thb = _backward_of(ctx, rollout_backward_op, _rollout_backward_impl)(
+    p0b, q0b, thb = _backward_of(ctx, rollout_backward_op, _rollout_backward_trusted)(
         theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args
     )
     return thb, None, p0b, q0b, None, None, None, None, None, None
@@ -525,20 +536,18 @@ def _backward_of(ctx, op, impl):
 
 
 def _eager_function(name: str, impl, setup, backward):
-    """``impl`` as an autograd.Function with the custom op's own setup and backward."""
+    """``impl`` as an autograd.Function with the custom op's own setup and backward. The classic
+    ``forward(ctx, *inputs)`` form: a Function with a separate ``setup_context`` binds its forward's
+    signature on every call (inspect.signature: about 45 µs a call, measured on a training step)."""
 
-    def setup_eager(ctx, inputs, output):
+    def forward(ctx, *inputs):
+        output = impl(*inputs)
         setup(ctx, inputs, output)
         ctx.eager = True
+        return output
 
     return type(
-        name,
-        (torch.autograd.Function,),
-        {
-            "forward": staticmethod(impl),
-            "setup_context": staticmethod(setup_eager),
-            "backward": staticmethod(backward),
-        },
+        name, (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)}
     ).apply
 
 
