@@ -27,7 +27,7 @@ from hinn.experiments import evaluate_run  # noqa: E402
 from hinn.systems import get_system  # noqa: E402
 from hinn.train import TrainConfig, make_dataset, train  # noqa: E402
 
-SCHEMES = ["leapfrog", "implicit_midpoint", "implicit_leapfrog", "tao"]
+SCHEMES = ["leapfrog", "implicit_midpoint", "implicit_leapfrog", "gauss4", "tao"]
 
 
 def main(argv=None) -> None:

@@ -50,7 +50,7 @@ __global__ void k_op(NetDesc nd, Call c, bool staged, S* scratch, S* partial) {
   const long tid = blockIdx.x * (long)blockDim.x + threadIdx.x;
   const long nthreads = (long)gridDim.x * blockDim.x;
   const Strided<S> sc{scratch + tid, nthreads};  // element i of this thread: scratch[i * nthreads + tid]
-  WarpAcc<S> acc{partial + (tid / 32) * nd.n_params()};
+  WarpAcc<S> acc{is_backward(op) ? partial + (tid / 32) * nd.n_params() : nullptr};  // forward ops: unused
   const Driver<0, S, Strided<S>> drv(nd, c, th);
   const long iters = (c.N + nthreads - 1) / nthreads;
   for (long it = 0; it < iters; ++it) {
