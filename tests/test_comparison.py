@@ -14,7 +14,7 @@ import hinn
 from hinn.cli import main
 from hinn.comparison import PROTOCOLS, authors_energy_mse, make_data, protocol_system
 from hinn.hnn import MLPBaseline, MLPHamiltonian
-from hinn.metrics import energy_mse, split_means_stderr
+from hinn.metrics import adaptive_energy_mse, split_means_stderr
 from hinn.objectives import derivative_loss
 
 
@@ -59,7 +59,7 @@ def test_energy_metric_known_answer():
 
     p0, q0 = np.array([[0.3], [-0.5]]), np.array([[0.4], [0.1]])
     t = np.linspace(0, 5, 200)
-    mean, err, _ = energy_mse(system, Model(), t, p0, q0, rtol=1e-11)
+    mean, err, _ = adaptive_energy_mse(system, Model(), t, p0, q0, rtol=1e-11)
     w = 2 * math.sqrt(a)
     qm = q0 * np.cos(w * t) + p0 * 2 / w * np.sin(w * t)
     pm = p0 * np.cos(w * t) - q0 * w / 2 * np.sin(w * t)
@@ -121,13 +121,14 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     assert set(res["models"]) == {"baseline", "hnn", "hinn"}
     assert [r["seed"] for r in res["per_seed"]] == [0, 1]
     for kind, r in res["models"].items():
-        for k in ("test_mse", "energy_mse", "authors_energy_mse", "rollout_mse"):
+        for k in ("test_mse", "adaptive_energy_mse", "authors_energy_mse", "adaptive_rollout_mse"):
             vals = [s["models"][kind][k] for s in res["per_seed"]]
             assert r[k] == pytest.approx(np.mean(vals), rel=1e-12), (kind, k)  # the summary is the seeds' mean
             assert r[k + "_stderr"] == pytest.approx(np.std(vals, ddof=1) / math.sqrt(2), rel=1e-12)
         # the derivative-trained models learn something in 30 steps: their test loss is below the untrained one
     assert res["per_seed"][0]["models"]["hnn"]["final_train_loss"] < 0.5
-    assert "learned_H_drift" in res["models"]["hnn"] and "learned_H_drift" not in res["models"]["baseline"]
+    assert "adaptive_learned_H_drift" in res["models"]["hnn"]
+    assert "adaptive_learned_H_drift" not in res["models"]["baseline"]
     assert os.path.exists(os.path.join(out, "compare.png"))
     table = open(os.path.join(out, "table.md")).read()
     assert "3.8416e-04" in table and "| hinn |" in table and "authors' procedure" in table
@@ -147,7 +148,7 @@ class _ExactSpring:
 def test_authors_energy_procedure():
     proto = PROTOCOLS["spring"]
     system = protocol_system("spring")
-    ours, err, _ = energy_mse(
+    ours, err, _ = adaptive_energy_mse(
         system, _ExactSpring(), np.linspace(0, 20, 100), *system.sample_initial(4, np.random.default_rng(0))
     )
     assert ours < 1e-14  # the exact model is exact under hinn's procedure
@@ -164,7 +165,7 @@ def test_authors_energy_procedure():
         def grad(self, t, p, q):  # H = p² + q² with a small anti-damping term (energy grows like e^{0.02 t})
             return 2 * p + 0.01 * q, 2 * q - 0.01 * p
 
-    m_ours, _, _ = energy_mse(
+    m_ours, _, _ = adaptive_energy_mse(
         system, Drifting(), np.linspace(0, 20, 100), *system.sample_initial(15, np.random.default_rng(1))
     )
     m_auth, bar = authors_energy_mse(system, Drifting(), proto)

@@ -220,12 +220,14 @@ def integrate_adaptive(
     return P, Q
 
 
-def energy_mse(
+def adaptive_energy_mse(
     system: System, model, t_eval: np.ndarray, p0: np.ndarray, q0: np.ndarray, rtol: float = 1e-9
 ) -> Tuple[float, float, Dict]:
     """The HNN paper's energy metric, done right: mean over time and trajectories of (H(x̂(t)) − H(x(t)))²,
     H the true energy, x̂ the model's and x the true trajectory over one fixed span ``t_eval`` (both from
-    an adaptive solver); ± its standard error over trajectories. Returns (mean, stderr, trajectories)."""
+    an adaptive solver, from the initial states given); ± its standard error over trajectories. Returns
+    (mean, stderr, trajectories). Not :func:`evaluate`'s ``energy_mse``, which scores the model's own
+    scheme's rollouts of the test trajectories."""
     P, Q = system.trajectories(t_eval, p0, q0, rtol=1e-10, atol=1e-10)
     Pm, Qm = integrate_adaptive(model, t_eval, p0, q0, rtol)
     E, Em = system.energy(t_eval, P, Q), system.energy(t_eval, Pm, Qm)
