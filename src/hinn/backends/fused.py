@@ -175,7 +175,7 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
     if status is not None and int(status.item()):
         raise SolverError(
             f"{_scheme_name(args['scheme'])}: the implicit equation did not converge in "
-            f"{int(params[1])} iterations in the compiled core; use a smaller time step h, or raise "
+            f"{int(kw['max_iter'])} iterations in the compiled core; use a smaller time step h, or raise "
             "max_iter / tol"
         )
 
@@ -397,10 +397,6 @@ def step_backward_op(
     theta: Tensor, t: Tensor, p: Tensor, q: Tensor, pb: Tensor, qb: Tensor, spec: List[int], hr: float, h: float,
     scheme: int, params: List[float],
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    return _step_backward_impl(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
-
-
-def _step_backward_impl(theta, t, p, q, pb, qb, spec, hr, h, scheme, params):
     _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
     return _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
 
@@ -473,10 +469,6 @@ def rollout_backward_op(
     theta: Tensor, t: Tensor, P: Tensor, Q: Tensor, Pb: Tensor, Qb: Tensor, spec: List[int], hr: float, h: float,
     scheme: int, params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
-    return _rollout_backward_impl(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
-
-
-def _rollout_backward_impl(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps):
     _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
     return _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
 
