@@ -68,8 +68,8 @@ _RUN_FILES = "metrics.json, checkpoint.pt, config.json, data.npz, figures"
 
 # TrainConfig fields that are plain command-line options
 _TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "fit_starts", "scheme", "omega", "width", "depth",
-                 "activation", "time_dependent", "seed", "backend", "dtype", "noise", "transitions", "h", "patience",
-                 "data")  # fmt: skip
+                 "activation", "separable", "time_dependent", "seed", "backend", "dtype", "noise", "transitions", "h",
+                 "patience", "data")  # fmt: skip
 
 
 def _config_from_args(args, base: TrainConfig) -> TrainConfig:
@@ -210,6 +210,8 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
     g.add_argument("--width", type=int, help="network width")
     g.add_argument("--depth", type=int, help="residual layers")
     g.add_argument("--activation", choices=list(ACTIVATIONS))
+    g.add_argument("--separable", action="store_const", const=True,
+                   help="H = T(p) + V(t, q): the explicit schemes are then symplectic (SRNN's model)")  # fmt: skip
     td = g.add_mutually_exclusive_group()
     td.add_argument("--time-dependent", dest="time_dependent", action="store_const", const=True,
                     help="t is an input of H (default for built-in systems)")  # fmt: skip

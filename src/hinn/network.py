@@ -13,7 +13,7 @@ from ._checks import Time, check_state
 
 # The activations every backend implements (smooth: second derivatives are used).
 ACTIVATIONS = ("tanh", "softplus")
-STRUCTURE = ("dim", "width", "depth", "time_dependent", "activation", "resnet_step")
+STRUCTURE = ("dim", "width", "depth", "time_dependent", "activation", "resnet_step", "separable")
 
 
 class HamiltonianNet(nn.Module):
@@ -45,6 +45,13 @@ class HamiltonianNet(nn.Module):
             ``torch.get_default_dtype()`` like any torch module (float32 unless changed); ``hinn train``
             uses float64, which trajectory losses near 1e-6 need.
         backend: ``"fused"``, ``"autograd"``, ``"hessquik"``, or None to follow :func:`hinn.set_backend`.
+        separable: H = T(p) + V(t, q) exactly — the form for which the explicit schemes (symplectic Euler,
+            leapfrog) are symplectic, SRNN's model. The hidden channels split in two halves, the first
+            ⌊w/2⌋ reading p alone, the rest t and q, with no weight across the halves (block-diagonal
+            residual layers; the readout sums both). It is the same ResNet with those weights held at
+            zero: every backend, the compiled core and the oracle run it unchanged, and the gradient with
+            respect to ``theta`` is zero there (masked, see :meth:`mask_grad`), so any optimizer keeps
+            them zero. Needs width >= 2.
 
     Initialisation: every entry of K and b is drawn from U(−1/√n, 1/√n), n the layer's input size.
 
@@ -67,6 +74,7 @@ class HamiltonianNet(nn.Module):
         dtype: Optional[torch.dtype] = None,
         device: Optional[torch.device] = None,
         backend: Optional[str] = None,
+        separable: bool = False,
     ) -> None:
         super().__init__()
         for name, val, low in (("dim", dim, 1), ("width", width, 1), ("depth", depth, 0)):
@@ -81,6 +89,8 @@ class HamiltonianNet(nn.Module):
         resnet_step = float(resnet_step)
         if not math.isfinite(resnet_step):
             raise ValueError(f"resnet_step must be finite, got {resnet_step}")
+        if separable and width < 2:
+            raise ValueError(f"a separable network needs width >= 2 (a channel for T(p) and one for V), got {width}")
         dtype = dtype or torch.get_default_dtype()
         if dtype not in (torch.float32, torch.float64):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
@@ -91,9 +101,14 @@ class HamiltonianNet(nn.Module):
             time_dependent=bool(time_dependent),
             activation=activation,
             resnet_step=resnet_step,
+            separable=bool(separable),
         )
         self.backend = backend
         self.theta = nn.Parameter(torch.empty(self.n_params, dtype=dtype, device=device))
+        # the weights a separable network holds at zero (None: none); not saved, the structure implies it
+        self.register_buffer("_free", self._free_weights(device) if separable else None, persistent=False)
+        if separable:
+            self.theta.register_hook(self.mask_grad)
         self.reset_parameters()
 
     # ---------------------------------------------------------------- structure
@@ -103,6 +118,7 @@ class HamiltonianNet(nn.Module):
     time_dependent = property(lambda self: self._structure["time_dependent"], doc="whether t is an input.")
     activation = property(lambda self: self._structure["activation"], doc="the activation's name.")
     resnet_step = property(lambda self: self._structure["resnet_step"], doc="h_r, the residual step.")
+    separable = property(lambda self: self._structure["separable"], doc="whether H = T(p) + V(t, q).")
 
     @property
     def structure(self) -> dict:
@@ -114,6 +130,8 @@ class HamiltonianNet(nn.Module):
 
     def set_extra_state(self, state) -> None:
         theirs = state.get("structure") if isinstance(state, dict) else None
+        if isinstance(theirs, dict):  # saved before networks could be separable
+            theirs = {**theirs, "separable": theirs.get("separable", False)}
         if theirs != self._structure:
             raise ValueError(
                 f"this state dict was saved from a network with structure {theirs}, but this network has "
@@ -150,11 +168,45 @@ class HamiltonianNet(nn.Module):
                 bound = 1.0 / math.sqrt(K.shape[0])
                 K.uniform_(-bound, bound)
                 b.uniform_(-bound, bound)
+            if self._free is not None:
+                self.theta.mul_(self._free)
+
+    def _free_weights(self, device) -> torch.Tensor:
+        """1 where a separable network's ``theta`` is free, 0 where it is held at zero: the opening layer
+        sends p to the first ⌊w/2⌋ channels only and t, q to the others; residual layers stay within a half."""
+        w, o, d = self.width, int(self.time_dependent), self.dim
+        half = torch.arange(w, device=device) < w // 2  # the channels of T(p)
+        rows_p = torch.zeros(self.n_in, dtype=torch.bool, device=device)
+        rows_p[o : o + d] = True
+        masks = [(rows_p[:, None] == half[None, :]), (half[:, None] == half[None, :])]
+        parts = []
+        for i, ((r, c), (nb,)) in enumerate(self.layer_shapes()):
+            K = (
+                masks[0]
+                if i == 0
+                else masks[1]
+                if i <= self.depth
+                else torch.ones(r, c, dtype=torch.bool, device=device)
+            )
+            parts += [K.reshape(-1), torch.ones(nb, dtype=torch.bool, device=device)]
+        return torch.cat(parts).to(self.theta.dtype)
+
+    def __setstate__(self, state) -> None:
+        super().__setstate__(state)
+        if self._free is not None:  # a copy's or an unpickled network's parameter comes without the hook
+            self.theta.register_hook(self.mask_grad)
+
+    def mask_grad(self, g: torch.Tensor) -> torch.Tensor:
+        """A gradient with respect to ``theta`` with the entries a separable network holds at zero
+        zeroed (``g`` itself for any other network). Autograd applies it through a hook; the compiled
+        training loss applies it to its own gradient."""
+        return g * self._free if self._free is not None else g
 
     def extra_repr(self) -> str:
         return (
             f"dim={self.dim}, width={self.width}, depth={self.depth}, time_dependent={self.time_dependent}, "
             f"activation={self.activation!r}, resnet_step={self.resnet_step:g}, backend={self.backend!r}"
+            + (", separable=True" if self.separable else "")
         )
 
     # ---------------------------------------------------------------- evaluation
@@ -201,7 +253,7 @@ class HamiltonianNet(nn.Module):
         if res is None:
             return None
         losses, gp, gq, g = res
-        return losses, {self.theta: g, p0: gp, q0: gq}
+        return losses, {self.theta: self.mask_grad(g), p0: gp, q0: gq}
 
     # ---------------------------------------------------------------- hessQuik conversion
     def to_hessquik(self):

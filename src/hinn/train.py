@@ -70,6 +70,7 @@ class TrainConfig:
     width: int = 16
     depth: int = 4
     activation: str = "tanh"
+    separable: bool = False  # H = T(p) + V(t, q) (see HamiltonianNet): the explicit schemes are then symplectic
     time_dependent: Optional[bool] = None  # t an input of H_θ; None: yes for a built-in system, no for a user's data
     scheme: str = "symplectic_euler"
     omega: Optional[float] = None  # Tao's coupling ω (schemes tao, tao4; None: the scheme's default)
@@ -173,6 +174,7 @@ def make_net(cfg: TrainConfig, dim: int) -> HamiltonianNet:
         activation=cfg.activation,
         dtype=DTYPES[cfg.dtype],
         backend=cfg.backend,
+        separable=cfg.separable,
     )
 
 
