@@ -130,3 +130,37 @@ def test_runs_with_fitted_starts_fit_the_test_starts():
 
     m = evaluate_run(train(cfg, progress=False), cfg, None)
     assert m["test_starts_fitted_on"] == TEST_STARTS_FITTED_ON and np.isfinite(m["rollout_mse"])
+
+
+def test_starts_stay_observed_during_the_warmup():
+    # during the warm-up the model trains exactly as without fitted starts, and the starts do not move
+    runs = []
+    for fit_starts in (False, True):
+        net = random_net(1, 4, 1, False, "tanh", 0)
+        obj = TrajectoryObjective(*_windows(3), 0.1, "leapfrog", fit_starts=fit_starts)
+        fit(net, obj, epochs=3, batch_size=16, lr=1e-2, progress=False, objective_warmup=3)
+        runs.append(net.theta.detach().clone())
+    assert torch.equal(runs[0], runs[1]) and torch.equal(obj.starts.p, obj.p0)
+    fit(net, obj, epochs=4, batch_size=16, lr=1e-2, progress=False, objective_warmup=3)  # a fresh run: 3 + 1
+    assert not torch.equal(obj.starts.p, obj.p0)
+    with pytest.raises(ValueError, match="objective_warmup"):
+        fit(net, obj, epochs=1, progress=False, objective_warmup=-1)
+
+
+def test_fitted_starts_lower_the_test_error_on_noisy_data():
+    # a pendulum observed with noise of std 0.1: 100 trajectories of 10 steps, every window the whole
+    # trajectory; fitting the starts (from half-way) lowers the rollout error on the clean test
+    # trajectories (to 0.36x and 0.73x on these seeds, 0.21x-0.73x over seeds 0-3)
+    system = hinn.systems.get_system("pendulum")
+    ratios = []
+    for seed in (0, 1):
+        ds = hinn.data.generate("pendulum", sizes=(1000, 50, 50), steps=10, noise=0.1, seed=seed)
+        errors = []
+        for fit_starts in (False, True):
+            torch.manual_seed(seed)
+            net = hinn.HamiltonianNet(1, width=16, depth=2, time_dependent=False, dtype=torch.float64)
+            obj = TrajectoryObjective(*ds.train.windows(9), ds.train.h, "leapfrog", fit_starts=fit_starts)
+            fit(net, obj, epochs=600, batch_size=100, lr=3e-3, seed=seed, progress=False, objective_warmup=300)
+            errors.append(hinn.metrics.evaluate(net, system, ds.test, "leapfrog")["rollout_mse"])
+        ratios.append(errors[1] / errors[0])
+    assert max(ratios) < 0.9 and np.prod(ratios) ** 0.5 < 0.75, ratios

@@ -213,6 +213,7 @@ def train_model(kind: str, data: ProtocolData, proto: Protocol, progress: bool =
         batches_per_epoch=1,
         seed=proto.seed,
         progress=progress,
+        objective_warmup=proto.steps // 2,  # fitted starts (when the protocol fits them): the second half
         desc=f"{proto.system} {kind} (seed {proto.seed})",
     )
     return model, [h["train_loss"] for h in res.history]

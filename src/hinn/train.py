@@ -76,6 +76,7 @@ class TrainConfig:
     omega: Optional[float] = None  # Tao's coupling ω (schemes tao, tao4; None: the scheme's default)
     window: int = 1  # K: one-step pairs (1) or K-step rollout windows
     fit_starts: bool = False  # initial-state optimisation: every training window's start fitted with θ
+    starts_warmup: Optional[int] = None  # epochs before the starts are fitted (None: half the epochs)
     optimizer: str = "adam"  # "adam" or "gd" (plain gradient descent)
     lr: float = 1e-3
     epochs: int = 1500
@@ -96,6 +97,10 @@ class TrainConfig:
             raise ValueError(f"unknown activation {self.activation!r}; valid activations are {', '.join(ACTIVATIONS)}")
         if self.epochs < 0 or self.lr <= 0 or self.window < 1:
             raise ValueError(f"need epochs >= 0, lr > 0 and window >= 1; got {self.epochs}, {self.lr}, {self.window}")
+        if self.starts_warmup is not None and self.starts_warmup < 0:
+            raise ValueError(
+                f"starts_warmup must be >= 0 epochs (or None for half the epochs), got {self.starts_warmup}"
+            )
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 (or None for full batches), got {self.batch_size}")
         get_scheme(self.scheme)  # an unknown name raises, listing the valid ones
@@ -379,6 +384,7 @@ def fit(
     desc: str = "train",
     compiled_loss: bool = True,
     cuda_graph: bool = False,
+    objective_warmup: int = 0,
 ) -> FitResult:
     """Train ``model`` on ``objective``: the one training loop of hinn.
 
@@ -404,6 +410,11 @@ def fit(
             Both give the same parameters to rounding.
         cuda_graph: replay full-size minibatch steps from a CUDA graph (model on CUDA, compiled loss, one
             process); the same parameters as without, less per-step overhead for small minibatches.
+        objective_warmup: epochs (counted from the first, resumed runs included) during which the
+            objective's own tensors (fitted window starts) stay where they are and the model alone
+            trains. Fitting starts to a model that does not fit yet moves them toward its errors and lets
+            it keep them (SRNN starts after 100 epochs); they get an optimizer of their own, with the
+            same settings, that starts counting when they do.
 
     Nothing in the loop waits for the device: the loss is read once per epoch (and checked then).
 
@@ -422,9 +433,14 @@ def fit(
     # this process's samples, on the model's device (all of them in a single process)
     objective = _local(objective, device)
     validation = _local(validation, device) if validation is not None else None
-    # an objective's own trainable tensors (fitted window starts) are optimised with the model
-    params += [prm for prm in getattr(objective, "parameters", list)() if prm.requires_grad]
+    # an objective's own trainable tensors (fitted window starts) are optimised with the model, by an
+    # optimizer of their own that steps from the end of the warm-up on
+    own = [prm for prm in getattr(objective, "parameters", list)() if prm.requires_grad]
     opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)  # hinn.optim: torch's updates
+    opt_own = OPTIMIZERS[optimizer](own, lr, weight_decay, capturable=cuda_graph) if own else None
+    if objective_warmup < 0:
+        raise ValueError(f"objective_warmup must be >= 0 epochs, got {objective_warmup}")
+    params += own
     bs = M if batch_size is None else min(batch_size, M)
     gen = torch.Generator().manual_seed(seed)
     history: List[Dict] = []
@@ -435,7 +451,7 @@ def fit(
     if resume and checkpoint and os.path.exists(checkpoint):
         st = load_checkpoint(checkpoint)
         check_resumable(st, run_state, checkpoint)
-        _restore(st, model, objective, opt, gen)
+        _restore(st, model, objective, opt, opt_own, gen)
         history, start_epoch = st["history"], st["epoch"]
         best = (st["best"][0], st["best"][1].to(best[1]), st["best"][2])
 
@@ -446,6 +462,7 @@ def fit(
             "model": model.state_dict(),
             "objective": objective.state_dict() if hasattr(objective, "state_dict") else {},
             "optimizer": opt.state_dict(),
+            "objective_optimizer": opt_own.state_dict() if opt_own is not None else None,
             "generator": gen.get_state(),
             "history": history,
             "best": best,
@@ -460,17 +477,24 @@ def fit(
     bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if show else True, initial=start_epoch,
                total=epochs, dynamic_ncols=True)  # fmt: skip
 
+    warm = [start_epoch < objective_warmup]  # whether the objective's tensors stay fixed this epoch
+
     def eager_step(idx, frac=1.0):
         loss, used_compiled = _loss_and_grads(model, objective, params, idx, frac, use_compiled)
         if cuda_graph and not used_compiled:
             raise ValueError("cuda_graph needs a compiled loss for this model and scheme (the fused backend)")
         opt.step()
+        if opt_own is not None and not warm[0]:
+            opt_own.step()
         return loss
 
     graphed = _GraphedStep(eager_step) if cuda_graph else None
     every = torch.arange(M, device=device) if cuda_graph else None  # a full batch as indices, for the graph
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
+            if warm[0] and epoch >= objective_warmup:
+                warm[0] = False
+                graphed = _GraphedStep(eager_step) if cuda_graph else None  # a step that updates them too
             total = torch.zeros(1, dtype=torch.float64, device=device)
             batches = _epoch_batches(gen, M, bs, n_batches, batches_per_epoch is not None, device)
             for idx, n_b, frac in batches:
@@ -507,12 +531,14 @@ def fit(
     return FitResult(history, stopped, best[2])
 
 
-def _restore(st: Dict, model, objective, opt, gen: torch.Generator) -> None:
-    """Model, objective (fitted starts), optimizer and minibatch generator as a checkpoint left them."""
+def _restore(st: Dict, model, objective, opt, opt_own, gen: torch.Generator) -> None:
+    """Model, objective (fitted starts), optimizers and minibatch generator as a checkpoint left them."""
     model.load_state_dict(st["model"])
     if hasattr(objective, "load_state_dict"):
         objective.load_state_dict(st.get("objective", {}))
     opt.load_state_dict(st["optimizer"])
+    if opt_own is not None:
+        opt_own.load_state_dict(st["objective_optimizer"])
     gen.set_state(st["generator"])
 
 
@@ -595,6 +621,7 @@ def train(
         progress=progress,
         desc=f"train {data.system}",
         cuda_graph=cuda_graph,
+        objective_warmup=cfg.epochs // 2 if cfg.starts_warmup is None else cfg.starts_warmup,
     )
     return TrainResult(net, data, res.history, res.stopped_early, cfg)
 
