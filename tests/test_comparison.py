@@ -133,6 +133,11 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     table = open(os.path.join(out, "table.md")).read()
     assert "3.8416e-04" in table and "| hinn |" in table and "authors' procedure" in table
     assert "| hnn |" in capsys.readouterr().out
+    # HINN alone, on whole-trajectory windows with fitted starts
+    assert main(args + ["--models", "hinn", "--window", "29", "--fit-initial-states"]) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    assert set(res["models"]) == {"hinn"} and res["protocol"]["window"] == 29 and res["protocol"]["fit_starts"]
+    assert np.isfinite(res["models"]["hinn"]["adaptive_energy_mse"])
 
 
 class _ExactSpring:

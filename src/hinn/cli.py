@@ -20,7 +20,7 @@ import torch
 
 from . import __version__, distributed
 from .backends import BACKENDS
-from .comparison import PROTOCOLS
+from .comparison import MODELS, PROTOCOLS
 from .data import USER_DATA
 from .devices import resolve_device
 from .experiments import POSTER, PRESETS, preset_overrides
@@ -176,7 +176,13 @@ def _compare(args) -> int:
     }
     out = args.out or os.path.join("runs", f"compare-{args.system}")
     results = compare(
-        args.system, out, progress=not args.no_progress, seeds=args.seeds, device=args.device, **overrides
+        args.system,
+        out,
+        progress=not args.no_progress,
+        seeds=args.seeds,
+        device=args.device,
+        models=args.models,
+        **overrides,
     )
     print(markdown_table(args.system, results))
     print(f"\nwritten to {out} (table.md, results.json, compare.png)")
@@ -298,6 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")
     cp.add_argument("--fit-initial-states", dest="fit_starts", action="store_true",
                     help="HINN fits every training window's starting state with the network")  # fmt: skip
+    cp.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
+                    help="the models to train (default: all three)")  # fmt: skip
     cp.add_argument("--no-progress", action="store_true")
     _add_device_option(cp)
     cp.set_defaults(func=_compare)

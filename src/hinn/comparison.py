@@ -328,13 +328,18 @@ def compare(
     progress: bool = True,
     seeds: Sequence[int] = (0,),
     device: DeviceLike = None,
+    models: Sequence[str] = MODELS,
     **overrides,
 ) -> Dict:
-    """Train and evaluate the three models on one system for each data seed, on ``device`` (None: CUDA
-    when available); writes ``results.json``, ``table.md`` and ``compare.png`` into ``out_dir``.
-    ``overrides`` replace protocol fields (e.g. steps, n_traj for a quick run)."""
+    """Train and evaluate the models (all three unless ``models`` names some) on one system for each
+    data seed, on ``device`` (None: CUDA when available); writes ``results.json``, ``table.md`` and
+    ``compare.png`` into ``out_dir``. ``overrides`` replace protocol fields (e.g. steps, n_traj for a
+    quick run; window, fit_starts for HINN's variants)."""
     if name not in PROTOCOLS:
         raise ValueError(f"no HNN protocol for {name!r}; valid systems are {', '.join(PROTOCOLS)}")
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(f"models must be some of {', '.join(MODELS)}; got {list(models)}")
     if not seeds:
         raise ValueError("need at least one seed")
     system = protocol_system(name)
@@ -344,7 +349,7 @@ def compare(
         start = time.perf_counter()
         data = make_data(proto, system)
         res = {"seed": seed, "models": {}, "data_seconds": time.perf_counter() - start}
-        for kind in MODELS:
+        for kind in models:
             t0 = time.perf_counter()
             model, losses = train_model(kind, data, proto, progress, device)
             r = evaluate_model(kind, model, system, data, proto)
