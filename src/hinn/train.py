@@ -413,8 +413,8 @@ def fit(
         objective_warmup: epochs (counted from the first, resumed runs included) during which the
             objective's own tensors (fitted window starts) stay where they are and the model alone
             trains. Fitting starts to a model that does not fit yet moves them toward its errors and lets
-            it keep them (SRNN starts after 100 epochs); they get an optimizer of their own, with the
-            same settings, that starts counting when they do.
+            it keep them (SRNN starts after 100 epochs); they get an optimizer of their own, of the same
+            kind and learning rate but no weight decay, that starts counting when they do.
 
     Nothing in the loop waits for the device: the loss is read once per epoch (and checked then).
 
@@ -437,7 +437,8 @@ def fit(
     # optimizer of their own that steps from the end of the warm-up on
     own = [prm for prm in getattr(objective, "parameters", list)() if prm.requires_grad]
     opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)  # hinn.optim: torch's updates
-    opt_own = OPTIMIZERS[optimizer](own, lr, weight_decay, capturable=cuda_graph) if own else None
+    # no weight decay on them: it would pull fitted states toward the origin (their anchor term is the prior)
+    opt_own = OPTIMIZERS[optimizer](own, lr, 0.0, capturable=cuda_graph) if own else None
     if objective_warmup < 0:
         raise ValueError(f"objective_warmup must be >= 0 epochs, got {objective_warmup}")
     params += own
