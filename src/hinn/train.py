@@ -424,6 +424,8 @@ def fit(
     """
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
+    if objective_warmup < 0:
+        raise ValueError(f"objective_warmup must be >= 0 epochs, got {objective_warmup}")
     params = [prm for prm in model.parameters() if prm.requires_grad]
     use_compiled = compiled_loss and hasattr(objective, "loss_and_grad")
     device = params[0].device if params else torch.device("cpu")
@@ -439,8 +441,6 @@ def fit(
     opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)  # hinn.optim: torch's updates
     # no weight decay on them: it would pull fitted states toward the origin (their anchor term is the prior)
     opt_own = OPTIMIZERS[optimizer](own, lr, 0.0, capturable=cuda_graph) if own else None
-    if objective_warmup < 0:
-        raise ValueError(f"objective_warmup must be >= 0 epochs, got {objective_warmup}")
     params += own
     bs = M if batch_size is None else min(batch_size, M)
     gen = torch.Generator().manual_seed(seed)
