@@ -130,6 +130,8 @@ class TrainConfig:
         skip = set(self.GENERATED_ONLY) | {"system"} if self.data else {"data"}
         if self.omega is None:
             skip.add("omega")
+        if not self.fit_starts:
+            skip.add("starts_warmup")
         items = [("time_dependent", self.learns_time)] + [
             (f.name, getattr(self, f.name)) for f in fields(self) if f.name not in skip | {"time_dependent"}
         ]
