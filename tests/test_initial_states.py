@@ -58,6 +58,12 @@ def test_starts_are_optimised_and_checkpointed(tmp_path):
         runs[name] = (net.theta.detach().clone(), obj.starts.p.detach().clone(), obj.starts.q.detach().clone())
     for a, b in zip(runs["full"], runs["part"]):
         assert torch.equal(a, b)
+    st = torch.load(ck, weights_only=False)  # a checkpoint without the starts' optimizer state: a clear error
+    st.pop("objective_optimizer")
+    torch.save(st, ck)
+    with pytest.raises(ValueError, match="no optimizer state for the objective"):
+        fit(net, obj, epochs=5, batch_size=16, lr=1e-2, progress=False, checkpoint=ck, resume=True,
+            run_state={"config": {"epochs": 5}})  # fmt: skip
 
 
 def test_fitted_starts_need_a_single_process():

@@ -541,6 +541,10 @@ def _restore(st: Dict, model, objective, opt, opt_own, gen: torch.Generator) -> 
         objective.load_state_dict(st.get("objective", {}))
     opt.load_state_dict(st["optimizer"])
     if opt_own is not None:
+        if st.get("objective_optimizer") is None:
+            raise ValueError("this checkpoint holds no optimizer state for the objective's fitted starts (it was "
+                             "written by an earlier hinn, whose starts shared the model's optimizer, or by a run "
+                             "without fitted starts); start the run afresh")  # fmt: skip
         opt_own.load_state_dict(st["objective_optimizer"])
     gen.set_state(st["generator"])
 
