@@ -52,21 +52,22 @@ def main(argv=None) -> None:
         clean = hinn.data.generate(args.system, sizes=(n, 100, 100), steps=T, noise=0.0, seed=seed).train
         for K in args.windows:
             for warmup in [None] + ([] if K == 1 else args.warmups):  # None: the observed starts
+                fit_from = None if warmup is None else int(warmup * args.epochs)
                 torch.manual_seed(seed)
                 net = hinn.HamiltonianNet(system.dim, depth=args.depth, time_dependent=False, dtype=torch.float64)
                 obj = hinn.TrajectoryObjective(*ds.train.windows(K), ds.train.h, "leapfrog",
-                                               fit_starts=warmup is not None)  # fmt: skip
+                                               fit_starts=fit_from is not None)  # fmt: skip
                 start = time.perf_counter()
                 hinn.fit(net, obj, epochs=args.epochs, batch_size=100, lr=3e-3, seed=seed, progress=False,
-                         objective_warmup=int((warmup or 0) * args.epochs))  # fmt: skip
+                         objective_warmup=fit_from or 0)  # fmt: skip
                 secs = time.perf_counter() - start
                 m = evaluate(net, system, ds.test, "leapfrog")
                 moved, when = "—", "—"
-                if warmup is not None:
+                if fit_from is not None:
                     _, p_true, q_true, _, _ = clean.windows(K)
                     observed = _distance(obj.p0, obj.q0, p_true, q_true)
                     fitted = _distance(obj.starts.p.detach(), obj.starts.q.detach(), p_true, q_true)
-                    moved, when = f"{observed:.2e} → {fitted:.2e}", f"epoch {int(warmup * args.epochs)}"
+                    moved, when = f"{observed:.2e} → {fitted:.2e}", f"epoch {fit_from}"
                 print(f"| {seed} | {K} | {when} | {m['rollout_mse']:.2e} | {m['energy_mse']:.2e} | {moved} "
                       f"| {secs:.1f} |", flush=True)  # fmt: skip
 

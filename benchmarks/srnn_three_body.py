@@ -96,7 +96,7 @@ def errors(model, test: hinn.Trajectories, scheme: str, fit_on: int) -> "tuple[f
     error over p and q (the test loss SRNN's code logs)."""
     P, Q = predict(model, test, scheme, fit_starts=fit_on)
     l2 = float(np.linalg.norm(Q - test.Q, axis=2).mean())
-    return l2, float(np.concatenate([P - test.P, Q - test.Q], 2).__pow__(2).mean())
+    return l2, float((np.concatenate([P - test.P, Q - test.Q], 2) ** 2).mean())
 
 
 def train_row(row: str, train, val, seed: int, args) -> "tuple[hinn.HamiltonianNet, float]":

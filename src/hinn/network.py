@@ -178,16 +178,11 @@ class HamiltonianNet(nn.Module):
         half = torch.arange(w, device=device) < w // 2  # the channels of T(p)
         rows_p = torch.zeros(self.n_in, dtype=torch.bool, device=device)
         rows_p[o : o + d] = True
-        masks = [(rows_p[:, None] == half[None, :]), (half[:, None] == half[None, :])]
+        opening = rows_p[:, None] == half[None, :]
+        residual = half[:, None] == half[None, :]
+        readout = torch.ones(w, 1, dtype=torch.bool, device=device)
         parts = []
-        for i, ((r, c), (nb,)) in enumerate(self.layer_shapes()):
-            K = (
-                masks[0]
-                if i == 0
-                else masks[1]
-                if i <= self.depth
-                else torch.ones(r, c, dtype=torch.bool, device=device)
-            )
+        for K, (_, (nb,)) in zip([opening] + [residual] * self.depth + [readout], self.layer_shapes(), strict=True):
             parts += [K.reshape(-1), torch.ones(nb, dtype=torch.bool, device=device)]
         return torch.cat(parts).to(self.theta.dtype)
 

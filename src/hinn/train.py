@@ -480,14 +480,14 @@ def fit(
     bar = tqdm(range(start_epoch, epochs), desc=desc, disable=None if show else True, initial=start_epoch,
                total=epochs, dynamic_ncols=True)  # fmt: skip
 
-    warm = [start_epoch < objective_warmup]  # whether the objective's tensors stay fixed this epoch
+    warm = start_epoch < objective_warmup  # whether the objective's tensors stay fixed this epoch
 
     def eager_step(idx, frac=1.0):
         loss, used_compiled = _loss_and_grads(model, objective, params, idx, frac, use_compiled)
         if cuda_graph and not used_compiled:
             raise ValueError("cuda_graph needs a compiled loss for this model and scheme (the fused backend)")
         opt.step()
-        if opt_own is not None and not warm[0]:
+        if opt_own is not None and not warm:
             opt_own.step()
         return loss
 
@@ -495,8 +495,8 @@ def fit(
     every = torch.arange(M, device=device) if cuda_graph else None  # a full batch as indices, for the graph
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
-            if warm[0] and epoch >= objective_warmup:
-                warm[0] = False
+            if warm and epoch >= objective_warmup:
+                warm = False
                 graphed = _GraphedStep(eager_step) if cuda_graph else None  # a step that updates them too
             total = torch.zeros(1, dtype=torch.float64, device=device)
             batches = _epoch_batches(gen, M, bs, n_batches, batches_per_epoch is not None, device)
