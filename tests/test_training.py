@@ -235,7 +235,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
     import sys
     import time
 
-    cfg = dict(TINY, epochs=40, checkpoint_every=1)
+    # long enough that a kill 50 ms after the second checkpoint lands mid-training (40 epochs of this tiny
+    # run could all finish inside that window)
+    cfg = dict(TINY, epochs=400, checkpoint_every=1)
     cfg_file = tmp_path / "cfg.json"
     cfg_file.write_text(json.dumps({k: v for k, v in cfg.items() if k != "system"}))
     out = tmp_path / "run"
@@ -265,7 +267,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         proc.wait()
     assert killed_early, "the run finished before it could be killed; make it longer"
     done = load_checkpoint(str(out / "checkpoint.pt"))["epoch"]
-    assert 1 <= done < 40
+    assert 1 <= done < cfg["epochs"]
     assert subprocess.run(cmd + ["--resume"], capture_output=True).returncode == 0
     resumed = load_run(str(out))
     full = train(TrainConfig(**cfg), progress=False)
