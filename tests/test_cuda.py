@@ -19,6 +19,7 @@ GRID = [
     (2, 16, 4, False, "tanh"),
     (3, 64, 2, True, "tanh"),
     (1, 1, 0, True, "softplus"),
+    (2, 40, 0, True, "tanh"),
 ]
 
 

@@ -7,15 +7,18 @@ from conftest import BACKENDS, RTOL, converted, random_net, random_state, rel_er
 import hinn
 from hinn.backends import fused
 
-# (dim, width, depth, time_dependent, activation): widths 1..64, depths 0..20, d 1..4
+# (dim, width, depth, time_dependent, activation): widths 1..64, depths 0..20, d 1..4; depth 0 also wide
+# (its one-sweep passes)
 GRID = [
     (1, 3, 20, True, "tanh"),
     (1, 3, 20, False, "softplus"),
     (2, 1, 0, True, "tanh"),
+    (2, 40, 0, True, "tanh"),
     (3, 7, 2, False, "tanh"),
     (4, 16, 5, True, "softplus"),
     (2, 64, 3, True, "tanh"),
     (1, 2, 1, True, "softplus"),
+    (1, 24, 0, False, "softplus"),
 ]
 
 
@@ -71,7 +74,7 @@ def test_value_and_grad(cfg, dtype, backend, cpu_isa):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
-@pytest.mark.parametrize("cfg", GRID[:5], ids=[str(c) for c in GRID[:5]])
+@pytest.mark.parametrize("cfg", GRID[:6], ids=[str(c) for c in GRID[:6]])
 def test_step_and_rollout(cfg, scheme, backend, cpu_isa):
     ref_net = _oracle(cfg, 2)
     t, p, q = random_state(21, cfg[0], 3)

@@ -17,11 +17,106 @@ namespace hinn::HINN_ISA {
 // A stored primal pass at one input x: what the gradient and the vector–Jacobian product need.
 // Layout (lane values): x (n_in) | σ'(z_l) (L+1)w | σ''(z_l) (L+1)w | u_{l-1} (row l >= 1; row 0 is
 // work space) (L+1)w | u_L (w) | ∂H/∂u_l (L+1)w, written by a gradient sweep that keeps its adjoints.
-HINN_HD long primal_size(const NetDesc& nd) { return nd.n_in() + 4L * (nd.depth + 1) * nd.width + nd.width; }
+// Depth 0: x (n_in) | σ(z) (w, tanh only; σ' and σ'' are two products of it). Every quantity of that
+// network is a sum of per-channel terms, swept once over the channels (shallow_* below).
+HINN_HD long primal_size(const NetDesc& nd) {
+  return nd.n_in() + (nd.depth == 0 ? nd.width : 4L * (nd.depth + 1) * nd.width + nd.width);
+}
 // Where the adjoints ∂H/∂u_l of a stored pass start (row l = 0..L).
 HINN_HD long adjoint_offset(const NetDesc& nd) { return nd.n_in() + 3L * (nd.depth + 1) * nd.width + nd.width; }
 // Work space of grad_from_primal and vjp_from_primal, in lane values.
-HINN_HD long work_size(const NetDesc& nd) { return 5L * nd.width + 2L * (nd.depth + 1) * nd.width; }
+HINN_HD long work_size(const NetDesc& nd) { return nd.depth == 0 ? 0 : 5L * nd.width + 2L * (nd.depth + 1) * nd.width; }
+
+// acc(i, a b + c d): a parameter cotangent that is a sum of two products. A driver may overload it for
+// its accumulator (found by argument-dependent lookup) to fold the products straight into its sum.
+template <class Acc, class V>
+HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, const V& d) {
+  acc(i, a * b + c * d);
+}
+
+// Depth 0, the HNN papers' one hidden layer, usually 200–5000 wide: H = σ(x K_0 + b_0)·k + b_out.
+// H (WantH) and g = ∇_x H (WantG) in one sweep over the channels; with Keep, σ(z) into srow (a tanh
+// pass's row). The general passes keep several rows of w lane values per sample, which at those widths
+// leave the cache between sweeps. Act: the activation at compile time (tanh, the common case), or -1 to
+// read it from nd: the channel's body is then one straight-line stream that the compiler interleaves
+// across channels (as activate_layer).
+template <int Act, bool WantH, bool WantG, bool Keep, class V, class S, class XP, class GP, class SP>
+HINN_HD V shallow_value_grad_act(const NetDesc& nd, const S* th, XP x, GP g, SP srow) {
+  const int w = nd.width, n_in = nd.n_in(), act = Act >= 0 ? Act : nd.act;
+  const S* b0 = th + (long)n_in * w;
+  const S* ko = th + nd.off_out();
+  V H = splat<V>(ko[w]);
+  if (WantG)
+    for (int i = 0; i < n_in; ++i) g[i] = V{};
+  for (int k = 0; k < w; ++k) {
+    V z = splat<V>(b0[k]);
+    for (int i = 0; i < n_in; ++i) z += x[i] * th[i * w + k];
+    V s{}, d1{}, d2{};
+    activate(act, z, s, d1, d2);
+    if (Keep) srow[k] = s;
+    if (WantH) H += s * ko[k];
+    if (WantG) {
+      const V c = d1 * ko[k];
+      for (int i = 0; i < n_in; ++i) g[i] += c * th[i * w + k];
+    }
+  }
+  return H;
+}
+// shallow_value_grad_act with the activation dispatched (Keep: only tanh keeps σ(z)).
+template <bool WantH, bool WantG, bool Keep, class V, class S, class XP, class GP, class SP>
+HINN_HD V shallow_value_grad(const NetDesc& nd, const S* th, XP x, GP g, SP srow) {
+  if (nd.act == kTanh) return shallow_value_grad_act<kTanh, WantH, WantG, Keep, V>(nd, th, x, g, srow);
+  return shallow_value_grad_act<-1, WantH, WantG, false, V>(nd, th, x, g, srow);
+}
+// The depth-0 pass at x into P (x, and σ(z) with Full and tanh); H (WantH) and g (WantG) on the way.
+template <bool WantH, bool WantG, bool Full, class S, class XP, class PP, class GP>
+HINN_HD elem_t<PP> shallow_pass(const NetDesc& nd, const S* th, XP x, PP P, GP g) {
+  using V = elem_t<PP>;
+  const int n_in = nd.n_in();
+  for (int i = 0; i < n_in; ++i) P[i] = x[i];
+  if (!WantH && !WantG && !(Full && nd.act == kTanh)) return V{};
+  return shallow_value_grad<WantH, WantG, Full, V>(nd, th, x, g, P + n_in);
+}
+
+// vjp_from_primal at depth 0, one sweep over the channels of a Full pass. Per channel k, with a = k_out[k]
+// (the adjoint ∂H/∂u_0 of a network without residual layers) and ż = v·K_0[:, k] the tangent:
+// z̄ = σ'' a ż + σ' a cH, ż̄ = σ' a. Tanh reads σ(z) from the pass; other activations recompute it.
+template <int Act, class V, class S, class PP, class VP, class XBP, class Acc>
+HINN_HD void shallow_vjp_act(const NetDesc& nd, const S* th, PP P, VP v, V cH, XBP xbar, Acc& acc) {
+  const int w = nd.width, n_in = nd.n_in(), act = Act >= 0 ? Act : nd.act;
+  const long ob = (long)n_in * w, oo = nd.off_out();
+  const S* b0 = th + ob;
+  const S* ko = th + oo;
+  const PP x = P, srow = P + n_in;
+  for (int k = 0; k < w; ++k) {
+    V zd{}, s{}, d1{}, d2{};
+    for (int i = 0; i < n_in; ++i) zd += v[i] * th[i * w + k];
+    if (Act == kTanh) {
+      s = srow[k];
+      d1 = S(1) - s * s;
+      d2 = S(-2) * s * d1;
+    } else {
+      V z = splat<V>(b0[k]);
+      for (int i = 0; i < n_in; ++i) z += x[i] * th[i * w + k];
+      activate(act, z, s, d1, d2);
+    }
+    const S a = ko[k];
+    acc(oo + k, cH * s + d1 * zd);
+    const V zdb = d1 * a;
+    const V zb = a * (d2 * zd + d1 * cH);
+    for (int i = 0; i < n_in; ++i) {
+      acc_outer(acc, (long)i * w + k, V(x[i]), zb, V(v[i]), zdb);
+      xbar[i] += zb * th[i * w + k];
+    }
+    acc(ob + k, zb);
+  }
+  acc(oo + w, cH);
+}
+template <class V, class S, class PP, class VP, class XBP, class Acc>
+HINN_HD void shallow_vjp(const NetDesc& nd, const S* th, PP P, VP v, V cH, XBP xbar, Acc& acc) {
+  if (nd.act == kTanh) shallow_vjp_act<kTanh>(nd, th, P, v, cH, xbar, acc);
+  else shallow_vjp_act<-1>(nd, th, P, v, cH, xbar, acc);
+}
 
 // out(k, z_k) for every output k of z = b + u K (b null: zero), u of width w, K (w, w) row-major. Two
 // outputs per sweep over u: twice the independent FMA chains of one.
@@ -68,13 +163,15 @@ HINN_HD void add_rows_times(int w, const S* K, CP c, AP a) {
 }
 
 // Primal pass: stores x and the layer quantities in P (primal_size), returns H(x). With Full = false
-// only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest.
-template <int W, bool Full = true, class S, class XP, class PP>
+// only what grad_from_primal reads (σ') is stored: the forward-only paths skip the rest. Without Value
+// the caller ignores H, which a depth-0 pass then does not compute.
+template <int W, bool Full = true, bool Value = true, class S, class XP, class PP>
 HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
   using V = elem_t<PP>;
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
+  if (L == 0) return shallow_pass<Value, false, Full>(nd, th, x, P, P);
   const S hr = S(nd.hr);
   PP X = P;
   PP D1 = X + n_in;
@@ -132,6 +229,10 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
   WP a = work;
   WP c = a + w;
   const S* ko = th + nd.off_out();
+  if (L == 0) {  // from x alone (a pass without Full keeps nothing else)
+    shallow_value_grad<false, true, false, V>(nd, th, P, g, P);
+    return;
+  }
   PP A = P + adjoint_offset(nd);
   for (int k = 0; k < w; ++k) a[k] = splat<V>(ko[k]);  // a = ∂H/∂u_l
   for (int l = L; l >= 1; --l) {
@@ -151,11 +252,15 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
   }
 }
 
-// acc(i, a b + c d): a parameter cotangent that is a sum of two products. A driver may overload it for
-// its accumulator (found by argument-dependent lookup) to fold the products straight into its sum.
-template <class Acc, class V>
-HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, const V& d) {
-  acc(i, a * b + c * d);
+// H and g = ∇_x H at x, the pass kept in P: primal then grad_from_primal (Full and keep as theirs), or
+// at depth 0 one sweep for both.
+template <int W, bool Full = true, class S, class XP, class PP, class GP, class WP>
+HINN_PASS elem_t<PP> value_and_grad(const NetDesc& nd, const S* th, XP x, PP P, GP g, WP work, bool keep = false) {
+  using V = elem_t<PP>;
+  if (nd.depth == 0) return shallow_pass<true, true, Full>(nd, th, x, P, g);
+  const V H = primal<W, Full>(nd, th, x, P);
+  grad_from_primal<W>(nd, th, P, g, work, keep);
+  return H;
 }
 
 // Vector–Jacobian product of (H, ∇_x H) at the stored x: with cotangents cH (on H) and v (on ∇_x H),
@@ -167,6 +272,10 @@ HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, con
 template <int W, class V, class S, class PP, class VP, class XP, class Acc, class WP>
 HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work,
                                bool adjoints = false) {
+  if (nd.depth == 0) {
+    shallow_vjp(nd, th, P, v, cH, xbar, acc);
+    return;
+  }
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;

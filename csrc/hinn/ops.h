@@ -120,8 +120,7 @@ struct Driver {
     const int d = nd.d, n = nd.n_in(), o = nd.time;
     P x = sc, g = x + n, pass = g + n;
     load_x(b, x);
-    const V H = primal<W, false>(nd, th, x, pass);
-    grad_from_primal<W>(nd, th, pass, g, pass + primal_size(nd));
+    const V H = value_and_grad<W, false>(nd, th, x, pass, g, pass + primal_size(nd));
     store(b, c.H.as<S>(), &H, 1);
     store(b, c.dH_dp.as<S>(), g + o, d);
     store(b, c.dH_dq.as<S>(), g + o + d, d);
@@ -138,7 +137,7 @@ struct Driver {
     V cH;
     load(b, &cH, c.H_bar.as<const S>(), 1, true);
     for (int i = 0; i < n; ++i) xb[i] = V{};
-    primal<W>(nd, th, x, pass);
+    primal<W, true, false>(nd, th, x, pass);
     vjp_from_primal<W>(nd, th, pass, v, cH, xb, acc, pass + primal_size(nd));
     if (o) store(b, c.t_bar.as<S>(), xb, 1);
     store(b, c.p_bar.as<S>(), xb + o, d);

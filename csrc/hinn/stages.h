@@ -79,9 +79,13 @@ struct Stages {
   // gradient only its output needs.
   template <bool Full = true, bool Sweep = true>
   HINN_PASS void grad(int k, V t, CPtr p, CPtr q, Ptr gp, Ptr gq) {
-    store<Full>(k, t, p, q);
-    if (!Sweep) return;
-    grad_from_primal<W>(nd, th, stage(k), g, work, Full);
+    load_x(t, p, q);
+    adjoints &= ~(1u << k);
+    if (!Sweep) {
+      primal<W, Full, false>(nd, th, x, stage(k));
+      return;
+    }
+    value_and_grad<W, Full>(nd, th, x, stage(k), g, work, Full);
     if (Full) adjoints |= 1u << k;
     const int d = nd.d, o = nd.time;
     for (int j = 0; j < d; ++j) {
