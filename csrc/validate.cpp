@@ -91,6 +91,11 @@ void validate(Op op, const NetDesc& nd, const Call& c) {
       add("P_bar", c.P_bar, states), add("Q_bar", c.Q_bar, states), add("p_bar", c.p_bar, Nd);
       add("q_bar", c.q_bar, Nd), add("theta_bar", c.theta_bar, np);
       break;
+    case Op::DerivativeLoss:
+      if (!std::isfinite(c.scale)) fail("the loss scale must be finite");
+      add("p", c.p, Nd), add("q", c.q, Nd), add("target_p", c.target_p, Nd), add("target_q", c.target_q, Nd);
+      add("losses", c.losses, N), add("theta_bar", c.theta_bar, np);
+      break;
     case Op::WindowLoss:
       add("p", c.p, Nd), add("q", c.q, Nd), add("target_p", c.target_p, c.steps * Nd);
       add("target_q", c.target_q, c.steps * Nd), add("losses", c.losses, N), add("p_bar", c.p_bar, Nd);

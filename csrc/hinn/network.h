@@ -81,7 +81,8 @@ HINN_HD elem_t<PP> shallow_pass(const NetDesc& nd, const S* th, XP x, PP P, GP g
 // vjp_from_primal at depth 0, one sweep over the channels of a Full pass. Per channel k, with a = k_out[k]
 // (the adjoint ∂H/∂u_0 of a network without residual layers) and ż = v·K_0[:, k] the tangent:
 // z̄ = σ'' a ż + σ' a cH, ż̄ = σ' a. Tanh reads σ(z) from the pass; other activations recompute it.
-template <int Act, class V, class S, class PP, class VP, class XBP, class Acc>
+// ParamsOnly: cH = 0 and x̄ not wanted (a loss on ∇H at data points), each channel a few products less.
+template <int Act, bool ParamsOnly, class V, class S, class PP, class VP, class XBP, class Acc>
 HINN_HD void shallow_vjp_act(const NetDesc& nd, const S* th, PP P, VP v, V cH, XBP xbar, Acc& acc) {
   const int w = nd.width, n_in = nd.n_in(), act = Act >= 0 ? Act : nd.act;
   const long ob = (long)n_in * w, oo = nd.off_out();
@@ -101,21 +102,21 @@ HINN_HD void shallow_vjp_act(const NetDesc& nd, const S* th, PP P, VP v, V cH, X
       activate(act, z, s, d1, d2);
     }
     const S a = ko[k];
-    acc(oo + k, cH * s + d1 * zd);
+    acc(oo + k, ParamsOnly ? d1 * zd : cH * s + d1 * zd);
     const V zdb = d1 * a;
-    const V zb = a * (d2 * zd + d1 * cH);
+    const V zb = ParamsOnly ? a * (d2 * zd) : a * (d2 * zd + d1 * cH);
     for (int i = 0; i < n_in; ++i) {
       acc_outer(acc, (long)i * w + k, V(x[i]), zb, V(v[i]), zdb);
-      xbar[i] += zb * th[i * w + k];
+      if (!ParamsOnly) xbar[i] += zb * th[i * w + k];
     }
     acc(ob + k, zb);
   }
   acc(oo + w, cH);
 }
-template <class V, class S, class PP, class VP, class XBP, class Acc>
+template <bool ParamsOnly, class V, class S, class PP, class VP, class XBP, class Acc>
 HINN_HD void shallow_vjp(const NetDesc& nd, const S* th, PP P, VP v, V cH, XBP xbar, Acc& acc) {
-  if (nd.act == kTanh) shallow_vjp_act<kTanh>(nd, th, P, v, cH, xbar, acc);
-  else shallow_vjp_act<-1>(nd, th, P, v, cH, xbar, acc);
+  if (nd.act == kTanh) shallow_vjp_act<kTanh, ParamsOnly>(nd, th, P, v, cH, xbar, acc);
+  else shallow_vjp_act<-1, ParamsOnly>(nd, th, P, v, cH, xbar, acc);
 }
 
 // out(k, z_k) for every output k of z = b + u K (b null: zero), u of width w, K (w, w) row-major. Two
@@ -252,12 +253,12 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
   }
 }
 
-// H and g = ∇_x H at x, the pass kept in P: primal then grad_from_primal (Full and keep as theirs), or
-// at depth 0 one sweep for both.
-template <int W, bool Full = true, class S, class XP, class PP, class GP, class WP>
+// H and g = ∇_x H at x, the pass kept in P: primal then grad_from_primal (Full, Value and keep as
+// theirs), or at depth 0 one sweep for both.
+template <int W, bool Full = true, bool Value = true, class S, class XP, class PP, class GP, class WP>
 HINN_PASS elem_t<PP> value_and_grad(const NetDesc& nd, const S* th, XP x, PP P, GP g, WP work, bool keep = false) {
   using V = elem_t<PP>;
-  if (nd.depth == 0) return shallow_pass<true, true, Full>(nd, th, x, P, g);
+  if (nd.depth == 0) return shallow_pass<Value, true, Full>(nd, th, x, P, g);
   const V H = primal<W, Full>(nd, th, x, P);
   grad_from_primal<W>(nd, th, P, g, work, keep);
   return H;
@@ -268,12 +269,13 @@ HINN_PASS elem_t<PP> value_and_grad(const NetDesc& nd, const S* th, XP x, PP P, 
 // v·∇_x H is the forward-mode tangent of H along v: the tangent is pushed through the network (reusing
 // the stored σ', σ''), then the primal-plus-tangent computation is swept in reverse; no Hessian is
 // formed. The reverse sweep's cotangent of the tangent u̇_l is the gradient sweep's adjoint ∂H/∂u_l:
-// with adjoints (kept by grad_from_primal) it is read, not recomputed. work: work_size.
-template <int W, class V, class S, class PP, class VP, class XP, class Acc, class WP>
+// with adjoints (kept by grad_from_primal) it is read, not recomputed. work: work_size. ParamsOnly: the
+// caller passes cH = 0 and does not read x̄ (which a depth-0 pass then leaves untouched).
+template <int W, bool ParamsOnly = false, class V, class S, class PP, class VP, class XP, class Acc, class WP>
 HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH, XP xbar, Acc& acc, WP work,
                                bool adjoints = false) {
   if (nd.depth == 0) {
-    shallow_vjp(nd, th, P, v, cH, xbar, acc);
+    shallow_vjp<ParamsOnly>(nd, th, P, v, cH, xbar, acc);
     return;
   }
   const int w = W ? W : nd.width;

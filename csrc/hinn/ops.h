@@ -70,6 +70,7 @@ inline long op_scratch(Op op, const NetDesc& nd, const Call& c) {
     case Op::Hamiltonian: return n + primal_size(nd);                       // x | pass
     case Op::Grad: return 2 * n + primal_size(nd) + work_size(nd);          // x g | pass | work
     case Op::GradBackward: return 3 * n + primal_size(nd) + work_size(nd);  // x v x̄ | pass | work
+    case Op::DerivativeLoss: return 3 * n + primal_size(nd) + work_size(nd);  // x g|v x̄ | pass | work
     default: break;
   }
   const SchemeShape& sh = kSchemeShapes[c.scheme];
@@ -142,6 +143,32 @@ struct Driver {
     if (o) store(b, c.t_bar.as<S>(), xb, 1);
     store(b, c.p_bar.as<S>(), xb + o, d);
     store(b, c.q_bar.as<S>(), xb + o + d, d);
+  }
+
+  // HNN's loss at (t, p, q) and its θ-gradient in one pass: ∇H (the primal and gradient sweeps kept),
+  // the error e = m·(∇H − target) (m: 1 on live lanes, 0 on padding), then the vector–Jacobian product
+  // with cotangent 2·scale·e on ∇H, reading the kept pass and adjoints instead of recomputing them.
+  template <class Acc>
+  HINN_HD void derivative_loss(const Block& b, P sc, Acc& acc) const {
+    const int d = nd.d, n = nd.n_in(), o = nd.time;
+    const S scale = S(c.scale);
+    P x = sc, g = x + n, xb = g + n, pass = xb + n;
+    load_x(b, x);
+    value_and_grad<W, true, false>(nd, th, x, pass, g, pass + primal_size(nd), true);
+    load(b, xb + o, c.target_p.as<const S>(), d, false);  // x̄ holds the targets until the cotangent is formed
+    load(b, xb + o + d, c.target_q.as<const S>(), d, false);
+    const V m = live_mask<V>(b);
+    V loss{};
+    if (o) g[0] = V{};  // g becomes the cotangent v on ∇H (none on ∂H/∂t)
+    for (int j = o; j < n; ++j) {
+      const V e = m * (g[j] - xb[j]);
+      loss += e * e;
+      g[j] = S(2) * scale * e;
+    }
+    for (int i = 0; i < n; ++i) xb[i] = V{};
+    vjp_from_primal<W, true>(nd, th, pass, g, V{}, xb, acc, pass + primal_size(nd), true);
+    loss = scale * loss;
+    store(b, c.losses.as<S>(), &loss, 1);
   }
 
   // (t, p, q) -> the final state, or every state with `trajectory` ((steps+1, N, ds), the scheme's state)
@@ -282,6 +309,7 @@ struct Driver {
     if constexpr (op == Op::Hamiltonian) hamiltonian(b, sc);
     else if constexpr (op == Op::Grad) grad(b, sc);
     else if constexpr (op == Op::GradBackward) grad_backward(b, sc, acc);
+    else if constexpr (op == Op::DerivativeLoss) derivative_loss(b, sc, acc);
     else
       visit_scheme(c.scheme, [&](auto sch) {
         using Sc = decltype(sch);

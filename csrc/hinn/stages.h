@@ -85,7 +85,7 @@ struct Stages {
       primal<W, Full, false>(nd, th, x, stage(k));
       return;
     }
-    value_and_grad<W, Full>(nd, th, x, stage(k), g, work, Full);
+    value_and_grad<W, Full, false>(nd, th, x, stage(k), g, work, Full);
     if (Full) adjoints |= 1u << k;
     const int d = nd.d, o = nd.time;
     for (int j = 0; j < d; ++j) {

@@ -41,13 +41,16 @@ struct NetDesc {
 //                     P_bar, Q_bar: cotangents of its outputs -> p_bar, q_bar (N, d), theta_bar
 //   window_loss       windows from (t, p, q), targets target_p, target_q (steps, N, d), scale -> losses
 //                     (N: scale·Σ_k |error|² each), p_bar, q_bar, theta_bar of their sum
+//   derivative_loss   (t, p, q), targets target_p, target_q (N, d) of ∂H/∂p, ∂H/∂q, scale -> losses
+//                     (N: scale·|∇H − target|² each), theta_bar of their sum (the HNN objective)
 #define HINN_OPS(X)                           \
   X(Hamiltonian, "hamiltonian")               \
   X(Grad, "grad")                             \
   X(GradBackward, "grad_backward")            \
   X(Rollout, "rollout")                       \
   X(RolloutBackward, "rollout_backward")      \
-  X(WindowLoss, "loss_grad")
+  X(WindowLoss, "loss_grad")                  \
+  X(DerivativeLoss, "derivative_loss")
 
 enum class Op : int {
 #define HINN_OP_ENUM(id, name) id,
@@ -61,7 +64,9 @@ constexpr const char* kOpNames[] = {
 };
 constexpr int kNumOps = sizeof(kOpNames) / sizeof(kOpNames[0]);
 
-HINN_HD bool is_backward(Op op) { return op == Op::GradBackward || op == Op::RolloutBackward || op == Op::WindowLoss; }
+HINN_HD bool is_backward(Op op) {
+  return op == Op::GradBackward || op == Op::RolloutBackward || op == Op::WindowLoss || op == Op::DerivativeLoss;
+}
 HINN_HD bool steps_in_time(Op op) { return op == Op::Rollout || op == Op::RolloutBackward || op == Op::WindowLoss; }
 
 // A contiguous buffer owned by Python: its address and its element count (bytes for `work`).
@@ -102,7 +107,7 @@ struct Call {
   double h = 0;            // time step
   long steps = 1;
   bool trajectory = false;  // rollout(_backward): every state, not only the last
-  double scale = 1;         // window_loss: the loss is scale times the summed squared error
+  double scale = 1;         // window_loss, derivative_loss: the loss is scale times the summed squared error
   bool cuda = false;
   std::uintptr_t stream = 0;  // CUDA stream (cudaStream_t), 0 = default
 };

@@ -250,6 +250,16 @@ class HamiltonianNet(nn.Module):
         losses, gp, gq, g = res
         return losses, {self.theta: self.mask_grad(g), p0: gp, q0: gq}
 
+    def compiled_derivative_loss(self, t, p, q, target_p, target_q, scale: float):
+        """HNN's loss, ``scale · |∇H − (target_p, target_q)|²`` per sample, and its θ-gradient in one
+        compiled call when this network's backend has one, else None (see
+        :class:`hinn.protocols.CompiledDerivativeLoss`)."""
+        res = self._backend().derivative_loss(self, t, p, q, target_p, target_q, scale)
+        if res is None:
+            return None
+        losses, g = res
+        return losses, {self.theta: self.mask_grad(g)}
+
     # ---------------------------------------------------------------- hessQuik conversion
     def to_hessquik(self):
         """A hessQuik ``NN`` with a copy of these weights (same dtype and device)."""

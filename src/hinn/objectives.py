@@ -247,5 +247,19 @@ class DerivativeObjective(_Samples):
             model, _take(self.t, idx), _take(self.p, idx), _take(self.q, idx), _take(self.dp, idx), _take(self.dq, idx)
         )
 
+    def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
+        """The loss of :meth:`loss` and its parameter gradients from the model's compiled derivative loss
+        (one call, no autograd graph), or None when the model has none."""
+        fn = getattr(model, "compiled_derivative_loss", None)
+        if fn is None:
+            return None
+        t, p, q = _take(self.t, idx), _take(self.p, idx), _take(self.q, idx)
+        # ∂H/∂p should be q̇ and ∂H/∂q should be −ṗ; the two means of derivative_loss, halved, as one factor
+        res = fn(t, p, q, _take(self.dq, idx), -_take(self.dp, idx), 0.5 / p.numel())
+        if res is None:
+            return None
+        losses, by_tensor = res
+        return losses.sum(), by_tensor
+
 
 __all__ = ["DerivativeObjective", "Objective", "TrajectoryObjective", "derivative_loss", "trajectory_loss"]

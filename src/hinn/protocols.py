@@ -11,7 +11,7 @@ of :mod:`hinn.hnn`, or a user's analytic Hamiltonian in ten lines::
 
     P, Q = hinn.rollout(Oscillator(), 0.0, p0, q0, h=0.1, steps=100, scheme="leapfrog")
 
-Two optional capabilities let a model do better; hinn asks for them by name, never by type:
+Optional capabilities let a model do better; hinn asks for them by name, never by type:
 
 * ``raw_grad(t, p, q)``: ``grad`` without input validation. The integrators validate their inputs once
   and call it at every stage when present (a model whose ``grad`` checks its inputs offers it).
@@ -19,6 +19,8 @@ Two optional capabilities let a model do better; hinn asks for them by name, nev
   ``None`` when it cannot run this scheme (the integrators then fall back to the Python path).
 * ``compiled_window_loss(scheme, t0, p0, q0, P, Q, h, scale)``: the trajectory loss of training windows
   and its parameter gradients in one compiled call, or ``None`` (training then uses autograd).
+* ``compiled_derivative_loss(t, p, q, target_p, target_q, scale)``: HNN's derivative-matching loss and
+  its parameter gradients in one compiled call, or ``None``.
 """
 
 from __future__ import annotations
@@ -71,6 +73,20 @@ class CompiledWindowLoss(Protocol):
 
     def compiled_window_loss(
         self, scheme: Scheme, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float, scale: float
+    ) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]: ...
+
+
+@runtime_checkable
+class CompiledDerivativeLoss(Protocol):
+    """Capability: HNN's loss and its gradients, without autograd.
+
+    At states t (M,), p, q (M, d), with targets (M, d) for ∂H/∂p and ∂H/∂q: returns (per-sample losses
+    ``scale · (|∂H/∂p − target_p|² + |∂H/∂q − target_q|²)`` (M,), {parameter: gradient of the summed
+    loss}), or ``None`` when this model has no compiled form.
+    """
+
+    def compiled_derivative_loss(
+        self, t: Tensor, p: Tensor, q: Tensor, target_p: Tensor, target_q: Tensor, scale: float
     ) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]: ...
 
 

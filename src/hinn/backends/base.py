@@ -80,5 +80,13 @@ class Backend:
         autograd."""
         return None
 
+    def derivative_loss(
+        self, net: Network, t: Tensor, p: Tensor, q: Tensor, target_p: Tensor, target_q: Tensor, scale: float
+    ) -> Optional[Tuple[Tensor, Tensor]]:
+        """HNN's loss in one call: (per-sample losses ``scale · |∇H − (target_p, target_q)|²`` (M,), the
+        gradient of their sum with respect to ``net.theta``), or ``None``: training then goes through
+        autograd."""
+        return None
+
     def __repr__(self) -> str:
         return f"<hinn backend {self.name!r}>"

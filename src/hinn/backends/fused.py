@@ -579,6 +579,30 @@ def window_loss_grad(
     return losses, p0b, q0b, thb
 
 
+def derivative_loss_grad(
+    theta: Tensor, t: Tensor, p: Tensor, q: Tensor, target_p: Tensor, target_q: Tensor, spec: Sequence[int],
+    hr: float, scale: float,
+) -> Tuple[Tensor, Tensor]:  # fmt: skip
+    """HNN's loss at M states and its θ-gradient in one compiled call, no autograd.
+
+    Returns (per-sample losses ``scale · (|∂H/∂p − target_p|² + |∂H/∂q − target_q|²)`` (M,), the gradient
+    of their sum with respect to θ); targets (M, d). The gradient sweep's pass is kept for the backward
+    instead of recomputed as the public ``grad`` + ``backward`` must.
+    """
+    _check_inputs("derivative_loss", theta, t, p, q, spec, hr)
+    _eager_value(scale == scale and abs(scale) != float("inf"), lambda: "hinn::derivative_loss: scale must be finite")
+    _check_like("derivative_loss", "the target of dH/dp", target_p, p, tuple(p.shape))
+    _check_like("derivative_loss", "the target of dH/dq", target_q, p, tuple(p.shape))
+    theta, t, p, q, target_p, target_q = map(_c, (theta, t, p, q, target_p, target_q))
+    losses, thb = t.new_empty(t.shape), torch.empty_like(theta)
+    _launch(
+        "derivative_loss", spec, hr, p, p.shape[0],
+        theta=theta, t=t, p=p, q=q, target_p=target_p, target_q=target_q, losses=losses, theta_bar=thb,
+        scale=scale,
+    )  # fmt: skip
+    return losses, thb
+
+
 # ----------------------------------------------------------------------------- the backend
 def spec_of(net) -> List[int]:
     """The structure list ``[d, time, width, depth, act]`` that the ops take, for a HamiltonianNet."""
@@ -647,4 +671,9 @@ class FusedBackend(Backend):
         code, params = found
         return window_loss_grad(
             net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale, params
+        )
+
+    def derivative_loss(self, net, t, p, q, target_p, target_q, scale):
+        return derivative_loss_grad(
+            net.theta.detach(), t, p, q, target_p, target_q, spec_of(net), net.resnet_step, scale
         )
