@@ -122,6 +122,22 @@ def test_cuda_window_loss_and_hamiltonian_match_cpu(cfg, dtype):
     assert rel_err(H_gpu, H_cpu) <= RTOL[dtype]
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("cfg", GRID, ids=[str(c) for c in GRID])
+def test_cuda_derivative_loss_matches_cpu(cfg, dtype):
+    from hinn.backends import fused
+
+    net = random_net(*cfg, 0)
+    t, p, q = random_state(257, cfg[0], 1)
+    g = torch.Generator().manual_seed(4)
+    tp, tq = (torch.randn(257, cfg[0], generator=g, dtype=torch.float64) for _ in range(2))
+    args, spec = (net.theta.detach(), t, p, q, tp, tq), fused.spec_of(net)
+    cpu = fused.derivative_loss_grad(*(x.to(dtype) for x in args), spec, net.resnet_step, 0.5)
+    gpu = fused.derivative_loss_grad(*(x.to(dtype=dtype, device="cuda") for x in args), spec, net.resnet_step, 0.5)
+    for i, (a, b) in enumerate(zip(gpu, cpu)):
+        assert rel_err(a, b) <= RTOL[dtype] * 10, f"output {i}"
+
+
 def test_cli_trains_on_cuda(tmp_path):
     from hinn.cli import main
 
