@@ -170,3 +170,43 @@ def test_fitted_starts_lower_the_test_error_on_noisy_data():
             errors.append(hinn.metrics.evaluate(net, system, ds.test, "leapfrog")["rollout_mse"])
         ratios.append(errors[1] / errors[0])
     assert max(ratios) < 0.9 and np.prod(ratios) ** 0.5 < 0.75, ratios
+
+
+@pytest.mark.parametrize("backend", ["fused", "autograd"])
+def test_refine_lowers_the_loss_with_the_model_fixed(backend):
+    net = random_net(1, 5, 2, False, "tanh", 1)
+    net.backend = backend
+    obj = TrajectoryObjective(*_windows(4, noise=0.1), 0.1, "leapfrog", fit_starts=True)
+    theta = net.theta.detach().clone()
+    before = obj.loss(net).item()
+    obj.refine(net, 5)
+    after = obj.loss(net).item()
+    assert after < 0.9 * before, (before, after)  # L-BFGS with a Wolfe line search never goes up
+    assert torch.equal(net.theta.detach(), theta) and net.theta.grad is None
+    assert obj.starts.p.grad is None and not torch.equal(obj.starts.p.detach(), obj.p0)
+    obj.refine(net, 0)  # nothing to do
+    with pytest.raises(ValueError, match="fit_starts=True"):
+        TrajectoryObjective(*_windows(2), 0.1).refine(net, 3)
+
+
+def test_fit_refines_after_the_warmup():
+    runs = {}
+    for refine in (0, 3):
+        net = random_net(1, 4, 1, False, "tanh", 0)
+        obj = TrajectoryObjective(*_windows(3, noise=0.1), 0.1, "leapfrog", fit_starts=True)
+        fit(net, obj, epochs=2, batch_size=16, lr=1e-2, progress=False, objective_warmup=2, objective_refine=refine)
+        assert torch.equal(obj.starts.p, obj.p0)  # still warming up: not refined either
+        fit(net, obj, epochs=1, batch_size=16, lr=1e-2, progress=False, objective_refine=refine)
+        runs[refine] = obj.loss(net).item()
+    assert runs[3] < runs[0]
+    with pytest.raises(ValueError, match="objective_refine"):
+        fit(net, TrajectoryObjective(*_windows(2), 0.1), epochs=1, progress=False, objective_refine=2)
+    with pytest.raises(ValueError, match="starts_refine"):
+        TrainConfig(starts_refine=-1)
+    from hinn.cli import build_parser
+
+    args = build_parser().parse_args(["train", "spring", "--fit-initial-states", "--refine-starts", "4"])
+    assert args.starts_refine == 4
+    res = train(TrainConfig(sizes=(40, 10, 10), transitions=10, window=3, fit_starts=True, starts_refine=2,
+                            starts_warmup=1, epochs=2, width=4, depth=1), progress=False)  # fmt: skip
+    assert np.isfinite(res.history[-1]["train_loss"]) and "starts_refine=2" in res.config.describe()

@@ -67,9 +67,9 @@ _RUN_FILES = "metrics.json, checkpoint.pt, config.json, data.npz, figures"
 
 
 # TrainConfig fields that are plain command-line options
-_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "fit_starts", "starts_warmup", "scheme", "omega",
-                 "width", "depth", "activation", "separable", "time_dependent", "seed", "backend", "dtype", "noise",
-                 "transitions", "h", "patience", "data")  # fmt: skip
+_TRAIN_FIELDS = ("epochs", "lr", "optimizer", "batch_size", "window", "fit_starts", "starts_warmup", "starts_refine",
+                 "scheme", "omega", "width", "depth", "activation", "separable", "time_dependent", "seed", "backend",
+                 "dtype", "noise", "transitions", "h", "patience", "data")  # fmt: skip
 
 
 def _config_from_args(args, base: TrainConfig) -> TrainConfig:
@@ -214,6 +214,9 @@ def _add_train_options(p: argparse.ArgumentParser, config_file: bool = True) -> 
     g.add_argument("--starts-warmup", dest="starts_warmup", type=int, metavar="EPOCHS",
                    help="with --fit-initial-states: epochs of training before the starts are fitted (default: "
                         "half the epochs)")  # fmt: skip
+    g.add_argument("--refine-starts", dest="starts_refine", type=int, metavar="ITERS",
+                   help="with --fit-initial-states: L-BFGS iterations on the starts after every epoch past the "
+                        "warm-up, the network fixed (SRNN's refinement; default 0)")  # fmt: skip
     g.add_argument("--scheme", choices=list(SCHEMES), help="the integrator the network is trained through")
     g.add_argument("--omega", type=float, help="Tao's coupling ω (schemes tao, tao4; default 20)")
     g.add_argument("--width", type=int, help="network width")

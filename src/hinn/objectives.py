@@ -153,6 +153,34 @@ class TrajectoryObjective(_Samples):
                 self.starts.p.copy_(state["p"])
                 self.starts.q.copy_(state["q"])
 
+    def refine(self, model, iterations: int) -> None:
+        """SRNN's refinement of the fitted starts: ``iterations`` L-BFGS iterations (strong Wolfe line
+        search) on every window's start at once, the model fixed. The loss is a sum of per-window terms,
+        so this one joint solve is the M small ones; each evaluation is one call of the compiled window
+        loss where the model has it. A fresh L-BFGS every call: nothing carried between epochs."""
+        if self.starts is None:
+            raise ValueError("refine needs fitted starts: build the objective with fit_starts=True")
+        if iterations < 1:
+            return
+        starts = [self.starts.p, self.starts.q]
+        opt = torch.optim.LBFGS(starts, lr=1.0, max_iter=iterations, line_search_fn="strong_wolfe")
+
+        def closure():
+            res = self.loss_and_grad(model)
+            if res is None:
+                loss = self.loss(model)
+                grads = torch.autograd.grad(loss, starts)
+            else:
+                loss, by_tensor = res
+                grads = [by_tensor[s] for s in starts]
+            for s, g in zip(starts, grads, strict=True):
+                s.grad = g
+            return loss.detach()
+
+        opt.step(closure)
+        for s in starts:
+            s.grad = None
+
     def take(self, idx):
         if self.starts is not None:  # every process would fit, and all-reduce, other windows' starts
             raise ValueError("fitted window starts (fit_starts) are not supported in data-parallel training yet")

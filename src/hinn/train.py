@@ -77,6 +77,7 @@ class TrainConfig:
     window: int = 1  # K: one-step pairs (1) or K-step rollout windows
     fit_starts: bool = False  # initial-state optimisation: every training window's start fitted with θ
     starts_warmup: Optional[int] = None  # epochs before the starts are fitted (None: half the epochs)
+    starts_refine: int = 0  # L-BFGS iterations on the fitted starts after every epoch past the warm-up (SRNN)
     optimizer: str = "adam"  # "adam" or "gd" (plain gradient descent)
     lr: float = 1e-3
     epochs: int = 1500
@@ -97,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"unknown activation {self.activation!r}; valid activations are {', '.join(ACTIVATIONS)}")
         if self.epochs < 0 or self.lr <= 0 or self.window < 1:
             raise ValueError(f"need epochs >= 0, lr > 0 and window >= 1; got {self.epochs}, {self.lr}, {self.window}")
+        if self.starts_refine < 0:
+            raise ValueError(f"starts_refine must be >= 0 L-BFGS iterations, got {self.starts_refine}")
         if self.starts_warmup is not None and self.starts_warmup < 0:
             raise ValueError(
                 f"starts_warmup must be >= 0 epochs (or None for half the epochs), got {self.starts_warmup}"
@@ -131,7 +134,7 @@ class TrainConfig:
         if self.omega is None:
             skip.add("omega")
         if not self.fit_starts:
-            skip.add("starts_warmup")
+            skip |= {"starts_warmup", "starts_refine"}
         items = [("time_dependent", self.learns_time)] + [
             (f.name, getattr(self, f.name)) for f in fields(self) if f.name not in skip | {"time_dependent"}
         ]
@@ -387,6 +390,7 @@ def fit(
     compiled_loss: bool = True,
     cuda_graph: bool = False,
     objective_warmup: int = 0,
+    objective_refine: int = 0,
 ) -> FitResult:
     """Train ``model`` on ``objective``: the one training loop of hinn.
 
@@ -417,6 +421,9 @@ def fit(
             trains. Fitting starts to a model that does not fit yet moves them toward its errors and lets
             it keep them (SRNN starts after 100 epochs); they get an optimizer of their own, of the same
             kind and learning rate but no weight decay, that starts counting when they do.
+        objective_refine: after every epoch past the warm-up, this many iterations of the objective's own
+            ``refine(model, iterations)`` (a :class:`TrajectoryObjective`'s fitted starts: L-BFGS with the
+            model fixed, as SRNN does); 0: none.
 
     Nothing in the loop waits for the device: the loss is read once per epoch (and checked then).
 
@@ -443,6 +450,11 @@ def fit(
     opt = OPTIMIZERS[optimizer](params, lr, weight_decay, capturable=cuda_graph)  # hinn.optim: torch's updates
     # no weight decay on them: it would pull fitted states toward the origin (their anchor term is the prior)
     opt_own = OPTIMIZERS[optimizer](own, lr, 0.0, capturable=cuda_graph) if own else None
+    if objective_refine < 0 or (objective_refine and not (own and callable(getattr(objective, "refine", None)))):
+        raise ValueError(
+            f"objective_refine needs >= 0 iterations and an objective with tensors of its own to refine (fitted "
+            f"starts); got {objective_refine} for a {type(objective).__name__} with {len(own)}"
+        )
     params += own
     bs = M if batch_size is None else min(batch_size, M)
     gen = torch.Generator().manual_seed(seed)
@@ -506,6 +518,8 @@ def fit(
                 else:
                     loss = eager_step(idx, frac)
                 total += loss * (n_b / M if batches_per_epoch is None else 1 / n_batches)
+            if objective_refine and not warm:
+                objective.refine(model, objective_refine)
             total = float(total)  # the epoch's one wait for the device
             if not math.isfinite(total):
                 if best[2] > 0:
@@ -629,6 +643,7 @@ def train(
         desc=f"train {data.system}",
         cuda_graph=cuda_graph,
         objective_warmup=cfg.epochs // 2 if cfg.starts_warmup is None else cfg.starts_warmup,
+        objective_refine=cfg.starts_refine if cfg.fit_starts else 0,
     )
     return TrainResult(net, data, res.history, res.stopped_early, cfg)
 
