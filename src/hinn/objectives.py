@@ -261,7 +261,12 @@ def _scatter(like: Tensor, idx: Index, rows: Tensor) -> Tensor:
 
 
 class DerivativeObjective(_Samples):
-    """HNN: states t (M,), p, q (M, d) with observed time derivatives ṗ, q̇ (M, d)."""
+    """HNN: states t (M,), p, q (M, d) with observed time derivatives ṗ, q̇ (M, d).
+
+    On the fused backend :meth:`loss_and_grad` computes ∇H, the loss and its parameter gradient in one
+    compiled call (the gradient sweep kept for the backward, not recomputed); :meth:`loss` is the same
+    loss through the custom ops, for composing with other terms.
+    """
 
     _fields, _sample_dims = ("t", "p", "q", "dp", "dq"), (0, 0, 0, 0, 0)
 
