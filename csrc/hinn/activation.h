@@ -61,17 +61,18 @@ HINN_HD V expm1_nonpositive(V y) {
   const S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
   const S magic = dbl ? S(6755399441055744.0) : S(12582912.0f);  // 1.5 * 2^(mantissa bits)
   y = y < S(-60) ? splat<V>(S(-60)) : y;
-  V n = (y * log2e + magic) - magic;  // round to nearest
+  const V m = y * log2e + magic;  // magic + n, n = y log2e rounded to nearest, in the low mantissa bits
+  const V n = m - magic;
   V r = (y - n * ln2_hi) - n * ln2_lo;
   // Horner on r: 1/1! + r (1/2! + r (...)); 1/k! are exact-enough compile-time constants
   V poly = splat<V>(S(kInvFactorial.c[deg]));
 #pragma GCC unroll 16
   for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(kInvFactorial.c[k]);
   const V em_r = poly * r;
-  // 2^n from the exponent bits
+  // 2^n from the exponent bits; n as an integer is m's bits less magic's (no conversion)
   using I = typename std::conditional<dbl, long long, int>::type;
   typedef I IV __attribute__((vector_size(sizeof(V))));
-  const IV ni = __builtin_convertvector(n, IV);
+  const IV ni = (IV)m - (IV)splat<V>(magic);
   const IV bits = (ni + (dbl ? 1023 : 127)) << (dbl ? 52 : 23);
   const V two_n = (V)bits;
   return two_n * em_r + (two_n - S(1));
@@ -104,10 +105,13 @@ template <class V>
 HINN_HD V tanh_pack(V z) {
   using S = scalar_t<V>;
   if constexpr (sizeof(S) == 4) return tanh_rational_f32(z);
-  const V a = z < S(0) ? -z : z;
+  // |z| and the sign put back as bits: one operation each where compares and blends took three
+  typedef long long IV __attribute__((vector_size(sizeof(V))));
+  const IV sign = (IV)z & (IV)splat<V>(S(-0.0));
+  const V a = (V)((IV)z ^ sign);
   const V e = expm1_nonpositive(S(-2) * a);  // tanh|z| = −expm1(−2|z|) / (2 + expm1(−2|z|))
-  const V t = -e / (S(2) + e);
-  return z < S(0) ? -t : t;
+  const V t = e / (S(-2) - e);
+  return (V)((IV)t | sign);
 }
 
 template <class V>
