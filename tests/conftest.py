@@ -126,3 +126,17 @@ def assert_matches_finite_differences(loss_fn, args, grads, eps=1e-5, rtol=1e-7)
             minus = [a.detach() - (eps * v if j == i else 0) for j, a in enumerate(args)]
             fd = float((loss_fn(*plus) - loss_fn(*minus)) / (2 * eps))
         assert abs(fd - float((grads[i] * v).sum())) < rtol * max(1.0, abs(fd))
+
+
+def assert_fit_paths_agree(net, objective, **fit_kw):
+    """Same data, seed and optimizer: fit through the objective's compiled loss and through autograd (the
+    custom ops) ends with the same parameters and final loss to rounding, minibatches and all."""
+    from hinn.train import fit
+
+    finals = []
+    for compiled in (True, False):
+        m = copy.deepcopy(net)
+        res = fit(m, objective, progress=False, compiled_loss=compiled, **fit_kw)
+        finals.append((m.theta.detach().clone(), res.history[-1]["train_loss"]))
+    assert rel_err(finals[0][0], finals[1][0]) < 1e-12
+    assert abs(finals[0][1] - finals[1][1]) <= 1e-12 * abs(finals[1][1])

@@ -1,17 +1,14 @@
 """The compiled derivative-matching (HNN) loss — ∇H, loss and θ-gradient in one call — against the
 hessQuik oracle, and the training loop's compiled and autograd paths against each other."""
 
-import copy
-
 import pytest
 import torch
-from conftest import converted, random_net, random_state, rel_err, requires_fused
+from conftest import assert_fit_paths_agree, converted, random_net, random_state, rel_err, requires_fused
 
 import hinn
 from hinn.backends import fused
 from hinn.hnn import MLPHamiltonian
 from hinn.objectives import DerivativeObjective
-from hinn.train import fit
 
 pytestmark = requires_fused
 
@@ -67,13 +64,7 @@ def test_fit_compiled_and_autograd_paths_agree(cpu_isa):
     the same parameters to rounding, minibatches and all."""
     net = random_net(1, 30, 0, False, "tanh", 0)
     obj = DerivativeObjective(*_samples(1, 150, 5))
-    finals = []
-    for compiled in (True, False):
-        m = copy.deepcopy(net)
-        res = fit(m, obj, epochs=3, batch_size=64, lr=1e-2, progress=False, compiled_loss=compiled)
-        finals.append((m.theta.detach().clone(), res.history[-1]["train_loss"]))
-    assert rel_err(finals[0][0], finals[1][0]) < 1e-12
-    assert abs(finals[0][1] - finals[1][1]) <= 1e-12 * abs(finals[1][1])
+    assert_fit_paths_agree(net, obj, epochs=3, batch_size=64, lr=1e-2)
 
 
 def test_separable_net_keeps_its_zero_weights():

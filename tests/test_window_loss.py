@@ -5,7 +5,7 @@ import copy
 
 import pytest
 import torch
-from conftest import random_net, random_state, rel_err, requires_fused
+from conftest import assert_fit_paths_agree, random_net, random_state, rel_err, requires_fused
 
 import hinn
 from hinn.backends import fused
@@ -69,13 +69,7 @@ def test_fit_compiled_and_autograd_paths_agree(cpu_isa):
     with torch.no_grad():
         P, Q = hinn.rollout(teacher, t0, p0, q0, H, 2, "rk4")
     obj = TrajectoryObjective(t0, p0, q0, P[1:], Q[1:], H, "leapfrog")
-    finals = []
-    for compiled in (True, False):
-        m = copy.deepcopy(net)
-        res = fit(m, obj, epochs=3, batch_size=50, lr=1e-2, progress=False, compiled_loss=compiled)
-        finals.append((m.theta.detach().clone(), res.history[-1]["train_loss"]))
-    assert rel_err(finals[0][0], finals[1][0]) < 1e-12
-    assert abs(finals[0][1] - finals[1][1]) <= 1e-12 * abs(finals[1][1])
+    assert_fit_paths_agree(net, obj, epochs=3, batch_size=50, lr=1e-2)
 
 
 def test_objective_uses_compiled_path_only_where_it_exists():

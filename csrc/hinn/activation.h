@@ -104,14 +104,17 @@ HINN_HD V tanh_rational_f32(V z) {
 template <class V>
 HINN_HD V tanh_pack(V z) {
   using S = scalar_t<V>;
-  if constexpr (sizeof(S) == 4) return tanh_rational_f32(z);
-  // |z| and the sign put back as bits: one operation each where compares and blends took three
-  typedef long long IV __attribute__((vector_size(sizeof(V))));
-  const IV sign = (IV)z & (IV)splat<V>(S(-0.0));
-  const V a = (V)((IV)z ^ sign);
-  const V e = expm1_nonpositive(S(-2) * a);  // tanh|z| = −expm1(−2|z|) / (2 + expm1(−2|z|))
-  const V t = e / (S(-2) - e);
-  return (V)((IV)t | sign);
+  if constexpr (sizeof(S) == 4) {
+    return tanh_rational_f32(z);
+  } else {
+    // |z| and the sign put back as bits: one operation each where compares and blends took three
+    typedef long long IV __attribute__((vector_size(sizeof(V))));
+    const IV sign = (IV)z & (IV)splat<V>(S(-0.0));
+    const V a = (V)((IV)z ^ sign);
+    const V e = expm1_nonpositive(S(-2) * a);  // tanh|z| = −expm1(−2|z|) / (2 + expm1(−2|z|))
+    const V t = e / (S(-2) - e);
+    return (V)((IV)t | sign);
+  }
 }
 
 template <class V>

@@ -169,10 +169,10 @@ HINN_HD void add_rows_times(int w, const S* K, CP c, AP a) {
 template <int W, bool Full = true, bool Value = true, class S, class XP, class PP>
 HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
   using V = elem_t<PP>;
+  if (nd.depth == 0) return shallow_pass<Value, false, Full>(nd, th, x, P, P);
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
-  if (L == 0) return shallow_pass<Value, false, Full>(nd, th, x, P, P);
   const S hr = S(nd.hr);
   PP X = P;
   PP D1 = X + n_in;
@@ -222,6 +222,10 @@ HINN_PASS elem_t<PP> primal(const NetDesc& nd, const S* th, XP x, PP P) {
 template <int W, class S, class PP, class GP, class WP>
 HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP work, bool keep = false) {
   using V = elem_t<WP>;
+  if (nd.depth == 0) {  // from x alone (a pass without Full keeps nothing else)
+    shallow_value_grad<false, true, false, V>(nd, th, P, g, P);
+    return;
+  }
   const int w = W ? W : nd.width;
   const int n_in = nd.n_in();
   const int L = nd.depth;
@@ -230,10 +234,6 @@ HINN_PASS void grad_from_primal(const NetDesc& nd, const S* th, PP P, GP g, WP w
   WP a = work;
   WP c = a + w;
   const S* ko = th + nd.off_out();
-  if (L == 0) {  // from x alone (a pass without Full keeps nothing else)
-    shallow_value_grad<false, true, false, V>(nd, th, P, g, P);
-    return;
-  }
   PP A = P + adjoint_offset(nd);
   for (int k = 0; k < w; ++k) a[k] = splat<V>(ko[k]);  // a = ∂H/∂u_l
   for (int l = L; l >= 1; --l) {

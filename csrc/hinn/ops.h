@@ -69,8 +69,8 @@ inline long op_scratch(Op op, const NetDesc& nd, const Call& c) {
   switch (op) {
     case Op::Hamiltonian: return n + primal_size(nd);                       // x | pass
     case Op::Grad: return 2 * n + primal_size(nd) + work_size(nd);          // x g | pass | work
-    case Op::GradBackward: return 3 * n + primal_size(nd) + work_size(nd);  // x v x̄ | pass | work
-    case Op::DerivativeLoss: return 3 * n + primal_size(nd) + work_size(nd);  // x g|v x̄ | pass | work
+    case Op::GradBackward:                                                    // x v x̄ | pass | work
+    case Op::DerivativeLoss: return 3 * n + primal_size(nd) + work_size(nd);  // x g(→v) x̄ | pass | work
     default: break;
   }
   const SchemeShape& sh = kSchemeShapes[c.scheme];
