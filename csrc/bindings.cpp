@@ -67,6 +67,38 @@ void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   hinn::run(o, nd, c);
 }
 
+// The epoch's own arguments (core.h: EpochArgs); every other name is the data call's.
+void set_epoch_arg(Call& c, hinn::EpochArgs& e, const std::string& k, py::handle v) {
+  auto buf = [&](hinn::Buf& b) {
+    auto tup = v.cast<py::tuple>();
+    if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
+    b = {tup[0].cast<std::uintptr_t>(), tup[1].cast<long>()};
+  };
+  if (k == "index") buf(e.index);
+  else if (k == "bounds") buf(e.bounds);
+  else if (k == "mask") buf(e.mask);
+  else if (k == "m") buf(e.m);
+  else if (k == "v") buf(e.v);
+  else if (k == "batch_losses") buf(e.batch_losses);
+  else if (k == "optimizer") e.optimizer = v.cast<int>();
+  else if (k == "lr") e.lr = v.cast<double>();
+  else if (k == "weight_decay") e.weight_decay = v.cast<double>();
+  else if (k == "beta1") e.beta1 = v.cast<double>();
+  else if (k == "beta2") e.beta2 = v.cast<double>();
+  else if (k == "eps") e.eps = v.cast<double>();
+  else if (k == "count") e.count = v.cast<long>();
+  else set_arg(c, k, v);
+}
+
+long train_epoch(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
+  const hinn::Op o = op_of(op);
+  Call c;
+  hinn::EpochArgs e;
+  for (auto item : kw) set_epoch_arg(c, e, item.first.cast<std::string>(), item.second);
+  py::gil_scoped_release nogil;
+  return hinn::train_epoch(o, nd, c, e);
+}
+
 // Bytes of device workspace a CUDA call with these arguments needs (0 on the CPU, which keeps its own).
 long workspace_bytes(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   [[maybe_unused]] const hinn::Op o = op_of(op);
@@ -115,6 +147,13 @@ PYBIND11_MODULE(_core, m) {
   m.def("call", &call, py::arg("op"), py::arg("desc"),
         "Run one fused operation. Buffers are (data_ptr, numel) pairs, every argument by name; "
         "see csrc/hinn/types.h for the contract. Raises ValueError for any inconsistent argument.");
+  m.def("train_epoch", &train_epoch, py::arg("op"), py::arg("desc"),
+        "A training epoch: the op's arguments over the whole data set, the minibatches (index, bounds) and "
+        "the optimizer (optimizer, lr, weight_decay, beta1, beta2, eps, count, m, v), by name; updates theta "
+        "(and m, v) in place, writes each minibatch's loss to batch_losses and returns how many ran. See "
+        "csrc/core.h.");
+  m.attr("OPTIMIZERS") = py::dict(py::arg("gd") = static_cast<int>(hinn::kOptimGD),
+                                  py::arg("adam") = static_cast<int>(hinn::kOptimAdam));
   m.def("workspace_bytes", &workspace_bytes, py::arg("op"), py::arg("desc"),
         "Bytes of device workspace (argument 'work') that a CUDA call with the same arguments needs; "
         "0 on the CPU.");

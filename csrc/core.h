@@ -15,6 +15,25 @@ void validate(Op op, const NetDesc& nd, const Call& c);
 // validate(), then the CPU or CUDA driver.
 void run(Op op, const NetDesc& nd, const Call& c);
 
+// A training epoch in the core (epoch.cpp). `data` is a WindowLoss or DerivativeLoss call over the whole
+// data set (N samples, `scale` the loss scale of one sample: a minibatch of n takes scale / n, its mean);
+// the epoch's minibatches are index[bounds[b] : bounds[b + 1]], each gathered, its loss and θ-gradient
+// computed by run(), the gradient multiplied by `mask` (θ-long, or empty), and θ (data.theta) updated in
+// place by the optimizer: plain gradient descent or Adam (the moments m and v updated in place, `count`
+// its steps before this epoch), each as torch.optim computes it. batch_losses (float64, one per
+// minibatch) receives each minibatch's summed loss. Returns the minibatches run: all of them, unless an
+// implicit scheme's solve failed (data.status set; that minibatch made no update).
+enum Optimizer : int { kOptimGD = 0, kOptimAdam = 1 };
+struct EpochArgs {
+  Buf index, bounds;  // int64
+  Buf mask, m, v;     // θ's dtype
+  Buf batch_losses;   // float64
+  int optimizer = kOptimAdam;
+  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  long count = 0;
+};
+long train_epoch(Op op, const NetDesc& nd, const Call& data, const EpochArgs& e);
+
 // The scheme table (hinn/schemes.h) as the Python layer sees it.
 struct SchemeInfo {
   std::string name;

@@ -139,14 +139,15 @@ def test_runs_with_fitted_starts_fit_the_test_starts():
 
 
 def test_starts_stay_observed_during_the_warmup():
-    # during the warm-up the model trains exactly as without fitted starts, and the starts do not move
+    # during the warm-up the model trains as without fitted starts (to rounding: without them an epoch runs
+    # in the core, with them minibatch by minibatch), and the starts do not move
     runs = []
     for fit_starts in (False, True):
         net = random_net(1, 4, 1, False, "tanh", 0)
         obj = TrajectoryObjective(*_windows(3), 0.1, "leapfrog", fit_starts=fit_starts)
         fit(net, obj, epochs=3, batch_size=16, lr=1e-2, progress=False, objective_warmup=3)
         runs.append(net.theta.detach().clone())
-    assert torch.equal(runs[0], runs[1]) and torch.equal(obj.starts.p, obj.p0)
+    assert rel_err(runs[0], runs[1]) < 1e-13 and torch.equal(obj.starts.p, obj.p0)
     fit(net, obj, epochs=4, batch_size=16, lr=1e-2, progress=False, objective_warmup=3)  # a fresh run: 3 + 1
     assert not torch.equal(obj.starts.p, obj.p0)
     with pytest.raises(ValueError, match="objective_warmup"):

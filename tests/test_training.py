@@ -85,21 +85,32 @@ def test_resume_equals_uninterrupted(tmp_path, window):
     assert torch.equal(resumed.net.theta, full.net.theta)
 
 
-def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch):
+@pytest.mark.parametrize("in_core", [False, True], ids=["steps", "epoch-in-core"])
+def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch, in_core):
     import hinn.objectives as tr
 
-    real, real_compiled, calls = tr.trajectory_loss, tr.TrajectoryObjective.loss_and_grad, []
+    real, real_compiled, real_epoch = (
+        tr.trajectory_loss,
+        tr.TrajectoryObjective.loss_and_grad,
+        tr.TrajectoryObjective.compiled_epoch,
+    )
+    calls, per_epoch = [], 2 if in_core else 5 + 1  # loss calls per epoch: batches (or the epoch) + validation
 
-    def poison(loss):  # the loss turns NaN in epoch 3 (5 batches + 1 validation per epoch), after the
-        calls.append(1)  # epoch-2 checkpoint
-        return loss * float("nan") if len(calls) > 2 * 5 + 2 else loss
+    def poison(loss):  # the loss turns NaN in epoch 3, after the epoch-2 checkpoint
+        calls.append(1)
+        return loss * float("nan") if len(calls) > 2 * per_epoch else loss
 
     def compiled(self, model, idx=None):
         loss, grads = real_compiled(self, model, idx)
         return poison(loss), grads
 
+    def epoch(self, model, opt):
+        run = real_epoch(self, model, opt)
+        return None if not in_core or run is None else (lambda index, bounds: poison(run(index, bounds)))
+
     monkeypatch.setattr(tr, "trajectory_loss", lambda *args: poison(real(*args)))
     monkeypatch.setattr(tr.TrajectoryObjective, "loss_and_grad", compiled)
+    monkeypatch.setattr(tr.TrajectoryObjective, "compiled_epoch", epoch)
     with pytest.raises(TrainingDiverged, match="training loss became nan at epoch 3.*last good checkpoint"):
         train(TrainConfig(**TINY), str(tmp_path), progress=False)
     st = torch.load(tmp_path / "checkpoint.pt", weights_only=False)

@@ -260,6 +260,24 @@ class HamiltonianNet(nn.Module):
         losses, g = res
         return losses, {self.theta: self.mask_grad(g)}
 
+    def compiled_epoch(self, data, scale: float, optimizer, scheme=None, h: Optional[float] = None):
+        """Whole training epochs of ``optimizer`` (a :mod:`hinn.optim` optimizer of this network's
+        ``theta`` alone) in one compiled call each, when this network's backend has them for this loss,
+        else None (see :class:`hinn.protocols.CompiledEpoch`)."""
+        args = optimizer.compiled_args() if hasattr(optimizer, "compiled_args") else None
+        if args is None or optimizer.params[0] is not self.theta:
+            return None
+        run = self._backend().epoch(self, data, scale, scheme, h, self._free)
+        if run is None:
+            return None
+
+        def epoch(index: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+            losses = run(index, bounds, optimizer.compiled_args())
+            optimizer.advance(bounds.numel() - 1)
+            return losses
+
+        return epoch
+
     # ---------------------------------------------------------------- hessQuik conversion
     def to_hessquik(self):
         """A hessQuik ``NN`` with a copy of these weights (same dtype and device)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Dict, List, Optional, Protocol, Tuple, Union
+from typing import Callable, Dict, List, Optional, Protocol, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -241,6 +241,18 @@ class TrajectoryObjective(_Samples):
         by_tensor[self.starts.q] = _scatter(self.starts.q, idx, gq + 2 * scale * eq)
         return loss, by_tensor
 
+    def compiled_epoch(self, model, optimizer) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
+        """Whole epochs of :meth:`loss` minimised by ``optimizer`` in one compiled call each (the model's
+        ``compiled_epoch``), or None: the model has none for this scheme, or the starts are fitted (their
+        own optimizer steps in the training loop)."""
+        fn = getattr(model, "compiled_epoch", None)
+        if fn is None or self.starts is not None:
+            return None
+        data = dict(t=self.t0, p=self.p0, q=self.q0, target_p=self.P, target_q=self.Q)
+        K, d = self.P.shape[0], self.P.shape[2]
+        return fn({k: v.contiguous() for k, v in data.items()}, 1.0 / (K * d * 2 * self.h * self.h), optimizer,
+                  self.scheme, self.h)  # fmt: skip
+
 
 class _Starts(torch.nn.Module):
     """Trainable window starts, initialised at the observed ones."""
@@ -293,6 +305,15 @@ class DerivativeObjective(_Samples):
             return None
         losses, by_tensor = res
         return losses.sum(), by_tensor
+
+    def compiled_epoch(self, model, optimizer) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
+        """Whole epochs of :meth:`loss` minimised by ``optimizer`` in one compiled call each (the model's
+        ``compiled_epoch``), or None when the model has none."""
+        fn = getattr(model, "compiled_epoch", None)
+        if fn is None:
+            return None
+        data = dict(t=self.t, p=self.p, q=self.q, target_p=self.dq, target_q=-self.dp)
+        return fn({k: v.contiguous() for k, v in data.items()}, 0.5 / self.p.shape[1], optimizer)
 
 
 __all__ = ["DerivativeObjective", "Objective", "TrajectoryObjective", "derivative_loss", "trajectory_loss"]

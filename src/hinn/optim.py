@@ -11,7 +11,7 @@ replayed.
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -34,6 +34,23 @@ class _Optimizer:
 
     def _state(self) -> Dict:
         return {}
+
+    def compiled_args(self) -> Optional[Dict]:
+        """This update as the compiled core's epoch loop runs it (``kind``, the settings, the state tensors
+        it updates in place, the step count), or None where it cannot: more than one parameter tensor, or
+        a step count kept on the device. After such an epoch, :meth:`advance` counts its steps."""
+        if len(self.params) != 1 or not self._host_count():
+            return None
+        return {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay, **self._compiled_state()}
+
+    def _host_count(self) -> bool:
+        return True
+
+    def _compiled_state(self) -> Dict:
+        return {}
+
+    def advance(self, steps: int) -> None:
+        """Count ``steps`` updates made outside :meth:`step` (by the compiled epoch loop)."""
 
     def state_dict(self) -> Dict:
         return {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay, **self._state()}
@@ -111,6 +128,16 @@ class Adam(_Optimizer):
             else:
                 denom = (v.sqrt() / bc2_sqrt.to(prm.dtype)).add_(self.eps)
                 prm.addcdiv_(m * step_size.to(prm.dtype), denom, value=-1)
+
+    def _host_count(self) -> bool:
+        return self.k is None
+
+    def _compiled_state(self) -> Dict:
+        (b1, b2), (m,), (v,) = self.betas, self.m, self.v
+        return {"beta1": b1, "beta2": b2, "eps": self.eps, "count": self.count, "m": m, "v": v}
+
+    def advance(self, steps: int) -> None:
+        self.count += steps
 
     def _state(self) -> Dict:
         step = self.count if self.k is None else int(self.k)

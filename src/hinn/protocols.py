@@ -25,7 +25,7 @@ Optional capabilities let a model do better; hinn asks for them by name, never b
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Protocol, Tuple, runtime_checkable
+from typing import Callable, Dict, Optional, Protocol, Tuple, runtime_checkable
 
 from torch import Tensor
 
@@ -88,6 +88,30 @@ class CompiledDerivativeLoss(Protocol):
     def compiled_derivative_loss(
         self, t: Tensor, p: Tensor, q: Tensor, target_p: Tensor, target_q: Tensor, scale: float
     ) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]: ...
+
+
+@runtime_checkable
+class CompiledEpoch(Protocol):
+    """Capability: whole training epochs, minibatch by minibatch, without returning to Python.
+
+    ``data``: ``t`` (M,), ``p``, ``q`` (M, d) and the targets ``target_p``, ``target_q`` of the window
+    loss (K, M, d; with ``scheme`` and its step ``h``, as :class:`CompiledWindowLoss`) or of the
+    derivative loss (M, d; ``scheme`` None, as :class:`CompiledDerivativeLoss`); ``scale``: one
+    sample's loss scale (a minibatch of n takes ``scale / n``); ``optimizer``: the training loop's
+    optimizer (:mod:`hinn.optim`). Returns ``epoch(index, bounds)``: minibatch b is the samples
+    ``index[bounds[b]:bounds[b + 1]]`` (int64 CPU tensors); after each, the optimizer's update of the
+    model's parameters; the result is each minibatch's summed loss (float64, (n_batches,)). Or ``None``
+    when this model cannot run this loss or optimizer so.
+    """
+
+    def compiled_epoch(
+        self,
+        data: Dict[str, Tensor],
+        scale: float,
+        optimizer,
+        scheme: Optional[Scheme] = None,
+        h: Optional[float] = None,
+    ) -> Optional[Callable[[Tensor, Tensor], Tensor]]: ...
 
 
 def validated_grad(model):

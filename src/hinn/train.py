@@ -329,6 +329,17 @@ def _epoch_batches(gen: torch.Generator, M: int, bs: int, n_batches: int, fresh:
     return [(i, M if b is None else b.numel(), f) for (i, f), b in zip(shares, batches, strict=True)]
 
 
+def _epoch_in_core(run, batches: List, M: int, by_size: bool) -> torch.Tensor:
+    """An epoch's minibatches through a compiled epoch (:class:`hinn.protocols.CompiledEpoch`); the
+    epoch's loss as the loop of steps sums it (each minibatch weighted by its share of the samples, or
+    all alike when minibatches are drawn independently)."""
+    index = torch.cat([torch.arange(M) if i is None else i for i, _, _ in batches])
+    sizes = torch.tensor([0] + [n for _, n, _ in batches], dtype=torch.int64)
+    losses = run(index, sizes.cumsum(0))
+    weights = sizes[1:].to(losses.dtype) / M if by_size else torch.full_like(losses, 1 / len(batches))
+    return (losses * weights).sum().reshape(1)
+
+
 def _local(objective: Objective, device) -> Objective:
     """This process's shard of an objective's samples (every world-th from its rank; all in a single
     process), moved to ``device`` where the objective can move."""
@@ -504,6 +515,11 @@ def fit(
         return loss
 
     graphed = _GraphedStep(eager_step) if cuda_graph else None
+    # a whole epoch in one compiled call where the objective, model and optimizer allow it (the CPU, one
+    # process, no fitted starts): the same updates without the Python of a step per minibatch
+    in_core = None
+    if use_compiled and not own and distributed.world()[1] == 1 and hasattr(objective, "compiled_epoch"):
+        in_core = objective.compiled_epoch(model, opt)
     every = torch.arange(M, device=device) if cuda_graph else None  # a full batch as indices, for the graph
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
@@ -512,6 +528,8 @@ def fit(
                 graphed = _GraphedStep(eager_step) if cuda_graph else None  # a step that updates them too
             total = torch.zeros(1, dtype=torch.float64, device=device)
             batches = _epoch_batches(gen, M, bs, n_batches, batches_per_epoch is not None, device)
+            if in_core is not None:
+                batches, total = [], _epoch_in_core(in_core, batches, M, batches_per_epoch is None)
             for idx, n_b, frac in batches:
                 if graphed is not None and n_b == bs:
                     loss = graphed(every if idx is None else idx)

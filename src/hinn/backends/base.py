@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Protocol, Tuple
+from typing import Callable, Dict, List, Optional, Protocol, Tuple
 
 from torch import Tensor
 
@@ -86,6 +86,24 @@ class Backend:
         """HNN's loss in one call: (per-sample losses ``scale · |∇H − (target_p, target_q)|²`` (M,), the
         gradient of their sum with respect to ``net.theta``), or ``None``: training then goes through
         autograd."""
+        return None
+
+    def epoch(
+        self,
+        net: Network,
+        data: Dict[str, Tensor],
+        scale: float,
+        scheme: Optional[Scheme] = None,
+        h: Optional[float] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Optional[Callable[[Tensor, Tensor, Dict], Tensor]]:
+        """Whole training epochs in one call each, or ``None`` (the training loop then steps minibatch by
+        minibatch). ``data``: ``t``, ``p``, ``q``, ``target_p``, ``target_q`` over all samples, of the
+        window loss (with ``scheme`` and ``h``; targets (K, M, d)) or of the derivative loss (targets
+        (M, d)); ``scale``: one sample's loss scale. Returns ``epoch(index, bounds, optimizer)``, which
+        runs the minibatches ``index[bounds[b]:bounds[b + 1]]`` with the optimizer's update
+        (:meth:`hinn.optim.Adam.compiled_args`) after each, θ and the optimizer's state updated in place,
+        and returns each minibatch's summed loss (float64)."""
         return None
 
     def __repr__(self) -> str:

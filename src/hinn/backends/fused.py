@@ -30,7 +30,7 @@ returns, and the core checks every buffer's size once more.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -133,10 +133,10 @@ def _dtype_code(dtype: torch.dtype) -> int:
     return core.DTYPES[str(dtype).rsplit(".", 1)[-1]]
 
 
-def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) -> None:
-    """One call into the core. x: a state tensor (dtype, device); tensors in ``args`` go as (pointer,
-    numel) pairs, ``params`` by the names the scheme gives them (``core.SCHEME_PARAMS``), everything else
-    by name as it is."""
+def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, entry=None, **args) -> None:
+    """One call into the core (``entry``: ``core.call``, or ``core.train_epoch`` for a CPU epoch). x: a
+    state tensor (dtype, device); tensors in ``args`` go as (pointer, numel) pairs, ``params`` by the names
+    the scheme gives them (``core.SCHEME_PARAMS``), everything else by name as it is."""
     require()
     if x.is_cuda and not core.has_cuda:
         raise RuntimeError(
@@ -171,7 +171,7 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, **args) 
             work = torch.empty(n, dtype=torch.uint8, device=x.device)
             core.call(core.OPS[op], desc, stream=stream, work=(work.data_ptr(), n), **common, **kw)
     else:
-        core.call(core.OPS[op], desc, **common, **kw)
+        (entry or core.call)(core.OPS[op], desc, **common, **kw)
     if status is not None and int(status.item()):
         raise SolverError(
             f"{_scheme_name(args['scheme'])}: the implicit equation did not converge in "
@@ -603,6 +603,46 @@ def derivative_loss_grad(
     return losses, thb
 
 
+# ----------------------------------------------------------------------------- training epochs
+EPOCH_FIELDS = ("t", "p", "q", "target_p", "target_q")
+
+
+def train_epoch(
+    op: str, theta: Tensor, data: Dict[str, Tensor], spec: Sequence[int], hr: float, scale: float,
+    mask: Optional[Tensor], scheme_args: Dict, index: Tensor, bounds: Tensor, optimizer: Dict,
+) -> Tensor:  # fmt: skip
+    """A training epoch in one CPU call: minibatch b is the samples ``index[bounds[b]:bounds[b + 1]]`` of
+    ``data`` (``t`` (M,), ``p``, ``q`` (M, d) and the targets of ``op``: (K, M, d) windows for
+    ``"loss_grad"``, (M, d) for ``"derivative_loss"``); each is gathered, its loss (``scale / n`` times
+    the summed squared error of its n samples) and θ-gradient computed, the gradient multiplied by
+    ``mask``, and θ updated in place by ``optimizer`` (:meth:`hinn.optim.Adam.compiled_args`; Adam's
+    moments in place too). Returns each minibatch's summed loss (float64). The same numbers as the loop
+    of one call per minibatch and a ``hinn.optim`` step, to rounding."""
+    t, p, q, tp, tq = (data[k] for k in EPOCH_FIELDS)
+    _check_inputs(op, theta, t, p, q, spec, hr)
+    target = (tp.shape[0],) + tuple(p.shape) if op == "loss_grad" else tuple(p.shape)
+    _check_like(op, "the target of p", tp, p, target)
+    _check_like(op, "the target of q", tq, p, target)
+    for name, x in (("index", index), ("bounds", bounds)):
+        if not (x.dtype == torch.int64 and x.device.type == "cpu" and x.dim() == 1):
+            raise TypeError(f"hinn::train_epoch: {name} must be a 1-D int64 CPU tensor, got {x.dtype} {tuple(x.shape)}")
+    opt = dict(optimizer)
+    for name in ("m", "v"):
+        if name in opt:
+            _check_like(op, f"the optimizer's {name}", opt[name], theta, tuple(theta.shape))
+    if mask is not None:
+        _check_like(op, "the gradient mask", mask, theta, tuple(theta.shape))
+    losses = torch.empty(max(bounds.numel() - 1, 0), dtype=torch.float64)
+    _launch(
+        op, spec, hr, p, t.shape[0], entry=core.train_epoch,
+        theta=theta, **{k: _c(data[k]) for k in EPOCH_FIELDS}, scale=scale, **scheme_args,
+        index=_c(index), bounds=_c(bounds), mask=(0, 0) if mask is None else _c(mask), batch_losses=losses,
+        optimizer=core.OPTIMIZERS[opt.pop("kind")], **opt,
+    )  # fmt: skip
+    torch.autograd.graph.increment_version(theta)  # θ changed in place, unseen by autograd
+    return losses
+
+
 # ----------------------------------------------------------------------------- the backend
 def spec_of(net) -> List[int]:
     """The structure list ``[d, time, width, depth, act]`` that the ops take, for a HamiltonianNet."""
@@ -677,3 +717,20 @@ class FusedBackend(Backend):
         return derivative_loss_grad(
             net.theta.detach(), t, p, q, target_p, target_q, spec_of(net), net.resnet_step, scale
         )
+
+    def epoch(self, net, data, scale, scheme=None, h=None, mask=None) -> Optional[Callable]:
+        if net.theta.device.type != "cpu":
+            return None  # on CUDA, fit replays a step from a CUDA graph instead
+        op, scheme_args = "derivative_loss", {}
+        if scheme is not None:
+            found = scheme_code(scheme, h)
+            if found is None:
+                return None
+            op, (code, params) = "loss_grad", found
+            scheme_args = dict(scheme=code, params=params, h=h, steps=data["target_p"].shape[0])
+        theta, spec, hr = net.theta.detach(), spec_of(net), net.resnet_step
+
+        def run(index: Tensor, bounds: Tensor, optimizer: Dict) -> Tensor:
+            return train_epoch(op, theta, data, spec, hr, scale, mask, scheme_args, index, bounds, optimizer)
+
+        return run
