@@ -90,6 +90,7 @@ long output_values(Op op, const NetDesc& nd, const Call& c) {
     case Op::Rollout: return (c.trajectory ? c.steps + 1 : 1) * 2 * N * cuda::state_dim(c.scheme, nd.d);
     case Op::RolloutBackward: return 2 * Nd + np;
     case Op::DerivativeLoss: return N + np;
+    case Op::WindowError: return N;
     default: return N + 2 * Nd + np;  // grad_backward, window_loss
   }
 }

@@ -56,7 +56,7 @@ void validate(Op op, const NetDesc& nd, const Call& c) {
     if (bad) fail(std::string(host::kSchemeNames[c.scheme]) + ": " + bad);
     solves = host::scheme_solves(c.scheme);
     ds = host::state_dim(c.scheme, nd.d);
-    if (op == Op::WindowLoss) {
+    if (op == Op::WindowLoss || op == Op::WindowError) {
       if (c.steps < 1) fail("a training window has steps >= 1, got " + std::to_string(c.steps));
       if (!std::isfinite(c.scale)) fail("the loss scale must be finite");
     } else if (c.steps < 0 || (!c.trajectory && c.steps != 1)) {
@@ -95,6 +95,10 @@ void validate(Op op, const NetDesc& nd, const Call& c) {
       if (!std::isfinite(c.scale)) fail("the loss scale must be finite");
       add("p", c.p, Nd), add("q", c.q, Nd), add("target_p", c.target_p, Nd), add("target_q", c.target_q, Nd);
       add("losses", c.losses, N), add("theta_bar", c.theta_bar, np);
+      break;
+    case Op::WindowError:
+      add("p", c.p, Nd), add("q", c.q, Nd), add("target_p", c.target_p, c.steps * Nd);
+      add("target_q", c.target_q, c.steps * Nd), add("losses", c.losses, N);
       break;
     case Op::WindowLoss:
       add("p", c.p, Nd), add("q", c.q, Nd), add("target_p", c.target_p, c.steps * Nd);

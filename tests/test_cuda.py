@@ -117,6 +117,8 @@ def test_cuda_window_loss_and_hamiltonian_match_cpu(cfg, dtype):
     )
     for i, (a, b) in enumerate(zip(gpu, cpu)):
         assert rel_err(a, b) <= RTOL[dtype] * 10, f"output {i}"
+    err = fused.window_error(*(x.to(dtype=dtype, device="cuda") for x in args), spec, net.resnet_step, 0.1, code, 0.5)
+    assert rel_err(err, cpu[0]) <= RTOL[dtype] * 10  # the forward-only losses
     H_cpu = fused.hamiltonian_op(*(x.to(dtype) for x in args[:4]), spec, net.resnet_step)
     H_gpu = fused.hamiltonian_op(*(x.to(dtype=dtype, device="cuda") for x in args[:4]), spec, net.resnet_step)
     assert rel_err(H_gpu, H_cpu) <= RTOL[dtype]

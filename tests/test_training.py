@@ -94,7 +94,7 @@ def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch, in_core):
         tr.TrajectoryObjective.loss_and_grad,
         tr.TrajectoryObjective.compiled_epoch,
     )
-    calls, per_epoch = [], 2 if in_core else 5 + 1  # loss calls per epoch: batches (or the epoch) + validation
+    calls, per_epoch = [], 1 if in_core else 5  # training-loss calls per epoch: the batches', or the epoch's
 
     def poison(loss):  # the loss turns NaN in epoch 3, after the epoch-2 checkpoint
         calls.append(1)

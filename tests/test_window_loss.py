@@ -47,6 +47,33 @@ def test_window_loss_matches_autograd(scheme, K, cfg, cpu_isa):
     assert rel_err(p0b, g_p) < 1e-11 and rel_err(q0b, g_q) < 1e-11
 
 
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
+@pytest.mark.parametrize("K", [1, 3])
+def test_window_error_is_the_window_losses_forward_only(scheme, K, cpu_isa):
+    net = random_net(2, 9, 2, True, "tanh", 0)
+    t0, p0, q0, P, Q = _windows(2, 37, K, 2)
+    code, params = fused.scheme_code(hinn.get_scheme(scheme), H)
+    args = (net.theta.detach(), t0, p0, q0, P, Q, fused.spec_of(net), net.resnet_step, H, code, 0.3, params)
+    losses = fused.window_error(*args)
+    assert rel_err(losses, fused.window_loss_grad(*args)[0]) < 1e-14
+    # the objective's loss without autograd takes it; with autograd, the ops: the same number
+    obj = TrajectoryObjective(t0, p0, q0, P, Q, H, scheme)
+    with torch.no_grad():
+        fast = obj.loss(net)
+    assert rel_err(fast, obj.loss(net)) < 1e-13
+
+
+def test_window_error_checks_its_arguments():
+    net = random_net(1, 3, 1, True, "tanh", 0)
+    t0, p0, q0, P, Q = _windows(1, 5, 2, 0)
+    code = fused.core.SCHEMES["leapfrog"]
+    args = (net.theta.detach(), t0, p0, q0, P, Q, fused.spec_of(net), net.resnet_step, H, code, 1.0)
+    with pytest.raises(ValueError, match="window_error: the target P must have shape"):
+        fused.window_error(*args[:4], P[:, :3], *args[5:])
+    with pytest.raises(ValueError, match="scale must be finite"):
+        fused.window_error(*args[:-1], float("nan"))
+
+
 def test_window_loss_float32_close_to_float64():
     net = random_net(2, 16, 2, True, "tanh", 0)
     t0, p0, q0, P, Q = _windows(2, 50, 2, 3)

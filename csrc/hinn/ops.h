@@ -75,9 +75,10 @@ inline long op_scratch(Op op, const NetDesc& nd, const Call& c) {
   }
   const SchemeShape& sh = kSchemeShapes[c.scheme];
   const long ds = sh.state_mult * nd.d, K = c.steps;
-  const bool bwd = op != Op::Rollout;
+  const bool bwd = op != Op::Rollout && op != Op::WindowError;
   const long step = sh.scratch(nd.d) + stages_scratch(nd, bwd ? sh.stages : sh.forward_stages);
   if (op == Op::Rollout) return 2 * ds + step;                         // p q | step
+  if (op == Op::WindowError) return 2 * ds + 2 * nd.d + step;          // p q | targets | step
   if (op == Op::RolloutBackward) return 4 * ds + step;                 // p q p̄ q̄ | step
   return 2 * ds + 2 * (K + 1) * ds + 2 * K * nd.d + step;              // p̄ q̄ | states | targets | step
 }
@@ -169,6 +170,35 @@ struct Driver {
     vjp_from_primal<W, true>(nd, th, pass, g, V{}, xb, acc, pass + primal_size(nd), true);
     loss = scale * loss;
     store(b, c.losses.as<S>(), &loss, 1);
+  }
+
+  // window_loss's losses without its backward: the state stepped in place, its observed part compared
+  // with each step's targets
+  template <class Sc>
+  HINN_HD void window_error(const Block& b, P sc) const {
+    const int d = nd.d, ds = Sc::kStateMult * d;
+    const long Nd = c.N * d;
+    const S h = S(c.h);
+    const typename Sc::Params prm(c.args);
+    P p = sc, q = p + ds, tp = q + ds, tq = tp + d, ssc = tq + d;
+    St st = stages<Sc>(ssc);
+    const V t = time(b);
+    load(b, p, c.p.as<const S>(), d, false);
+    load(b, q, c.q.as<const S>(), d, false);
+    lift_state<Sc>(d, p, q);
+    V loss{};
+    for (long k = 0; k < c.steps; ++k) {
+      Sc::template forward<false>(st, prm, ssc, t + S(k) * h, h, p, q);
+      load(b, tp, c.target_p.as<const S>() + k * Nd, d, false);
+      load(b, tq, c.target_q.as<const S>() + k * Nd, d, false);
+      for (int j = 0; j < d; ++j) {
+        const V ep = p[j] - tp[j], eq = q[j] - tq[j];
+        loss += ep * ep + eq * eq;
+      }
+    }
+    loss = S(c.scale) * loss;
+    store(b, c.losses.as<S>(), &loss, 1);
+    if (st.failed) report_failure(c.status.ptr);
   }
 
   // (t, p, q) -> the final state, or every state with `trajectory` ((steps+1, N, ds), the scheme's state)
@@ -315,6 +345,7 @@ struct Driver {
         using Sc = decltype(sch);
         if constexpr (op == Op::Rollout) rollout<Sc>(b, sc);
         else if constexpr (op == Op::RolloutBackward) rollout_backward<Sc>(b, sc, acc);
+        else if constexpr (op == Op::WindowError) window_error<Sc>(b, sc);
         else window_loss<Sc>(b, sc, acc);
       });
   }

@@ -41,6 +41,7 @@ struct NetDesc {
 //                     P_bar, Q_bar: cotangents of its outputs -> p_bar, q_bar (N, d), theta_bar
 //   window_loss       windows from (t, p, q), targets target_p, target_q (steps, N, d), scale -> losses
 //                     (N: scale·Σ_k |error|² each), p_bar, q_bar, theta_bar of their sum
+//   window_error      window_loss's losses alone: no backward (evaluating a model on held-out windows)
 //   derivative_loss   (t, p, q), targets target_p, target_q (N, d) of ∂H/∂p, ∂H/∂q, scale -> losses
 //                     (N: scale·|∇H − target|² each), theta_bar of their sum (the HNN objective)
 #define HINN_OPS(X)                           \
@@ -50,6 +51,7 @@ struct NetDesc {
   X(Rollout, "rollout")                       \
   X(RolloutBackward, "rollout_backward")      \
   X(WindowLoss, "loss_grad")                  \
+  X(WindowError, "window_error")              \
   X(DerivativeLoss, "derivative_loss")
 
 enum class Op : int {
@@ -67,7 +69,9 @@ constexpr int kNumOps = sizeof(kOpNames) / sizeof(kOpNames[0]);
 HINN_HD bool is_backward(Op op) {
   return op == Op::GradBackward || op == Op::RolloutBackward || op == Op::WindowLoss || op == Op::DerivativeLoss;
 }
-HINN_HD bool steps_in_time(Op op) { return op == Op::Rollout || op == Op::RolloutBackward || op == Op::WindowLoss; }
+HINN_HD bool steps_in_time(Op op) {
+  return op == Op::Rollout || op == Op::RolloutBackward || op == Op::WindowLoss || op == Op::WindowError;
+}
 
 // A contiguous buffer owned by Python: its address and its element count (bytes for `work`).
 struct Buf {

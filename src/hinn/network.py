@@ -241,9 +241,13 @@ class HamiltonianNet(nn.Module):
         scheme, else None (see :class:`hinn.protocols.CompiledRollout`)."""
         return self._backend().rollout(self, scheme, t, p, q, h, steps, trajectory)
 
-    def compiled_window_loss(self, scheme, t0, p0, q0, P, Q, h: float, scale: float):
+    def compiled_window_loss(self, scheme, t0, p0, q0, P, Q, h: float, scale: float, grad: bool = True):
         """Training windows, loss and gradient in one compiled call when this network's backend can run
-        ``scheme``, else None (see :class:`hinn.protocols.CompiledWindowLoss`)."""
+        ``scheme``, else None (see :class:`hinn.protocols.CompiledWindowLoss`). ``grad=False``: the losses
+        alone, forward only, with no gradients (an empty dict)."""
+        if not grad:
+            losses = self._backend().window_error(self, scheme, t0, p0, q0, P, Q, h, scale)
+            return None if losses is None else (losses, {})
         res = self._backend().window_loss(self, scheme, t0, p0, q0, P, Q, h, scale)
         if res is None:
             return None

@@ -207,9 +207,16 @@ class TrajectoryObjective(_Samples):
 
     # ---------------------------------------------------------------- the loss
     def loss(self, model, idx: Index = None) -> Tensor:
+        """The mean loss over the windows ``idx`` (None: all). Without autograd (``torch.no_grad()``, as
+        validation runs) a model with a compiled window loss evaluates it in one forward call."""
         p0, q0 = self._window_starts(idx)
         P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
-        loss = trajectory_loss(model, _take(self.t0, idx), p0, q0, P, Q, self.h, self.scheme)
+        fn = None if torch.is_grad_enabled() else getattr(model, "compiled_window_loss", None)
+        res = fn(self.scheme, _take(self.t0, idx), p0, q0, P, Q, self.h, self._scale(P), grad=False) if fn else None
+        if res is not None:
+            loss = res[0].sum()
+        else:
+            loss = trajectory_loss(model, _take(self.t0, idx), p0, q0, P, Q, self.h, self.scheme)
         if self.starts is not None:
             ep, eq = self._start_misfit(p0, q0, idx)
             loss = loss + self._scale(P) * ((ep**2).sum() + (eq**2).sum())

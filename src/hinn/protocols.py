@@ -68,11 +68,21 @@ class CompiledWindowLoss(Protocol):
     From t0 (M,), p0, q0 (M, d), roll ``K = P.shape[0]`` steps of ``scheme`` and compare with the
     targets P, Q (K, M, d). Returns (per-window losses ``scale · Σ_k |p_k − P_k|² + |q_k − Q_k|²`` (M,),
     {tensor: gradient of the summed loss} for every parameter and for the very ``p0`` and ``q0`` passed
-    in), or ``None`` when this model cannot compile ``scheme``.
+    in), or ``None`` when this model cannot compile ``scheme``. With ``grad=False``: the losses alone, from
+    a forward pass, and an empty dict.
     """
 
     def compiled_window_loss(
-        self, scheme: Scheme, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float, scale: float
+        self,
+        scheme: Scheme,
+        t0: Tensor,
+        p0: Tensor,
+        q0: Tensor,
+        P: Tensor,
+        Q: Tensor,
+        h: float,
+        scale: float,
+        grad: bool = True,
     ) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]: ...
 
 

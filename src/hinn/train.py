@@ -311,16 +311,20 @@ def _loss_and_grads(model, objective: Objective, params, idx, frac: float, use_c
     return loss, compiled is not None
 
 
-def _epoch_batches(gen: torch.Generator, M: int, bs: int, n_batches: int, fresh: bool, device) -> List:
-    """An epoch's minibatches as (this process's sample indices or None for all, batch size, fraction).
-    Drawn on the CPU (the generator's stream does not depend on the device or the process count) and
-    moved to ``device`` in one copy. ``fresh``: every batch from its own permutation."""
+def _draw(gen: torch.Generator, M: int, bs: int, n_batches: int, fresh: bool) -> List[Optional[torch.Tensor]]:
+    """An epoch's minibatches: sample indices (None: all). Drawn on the CPU, so that the generator's
+    stream does not depend on the device or the process count. ``fresh``: every batch from its own
+    permutation."""
     if bs >= M:
-        batches = [None] * n_batches
-    elif fresh:
-        batches = [torch.randperm(M, generator=gen)[:bs] for _ in range(n_batches)]
-    else:
-        batches = list(torch.randperm(M, generator=gen).split(bs))
+        return [None] * n_batches
+    if fresh:
+        return [torch.randperm(M, generator=gen)[:bs] for _ in range(n_batches)]
+    return list(torch.randperm(M, generator=gen).split(bs))
+
+
+def _epoch_batches(batches: List[Optional[torch.Tensor]], M: int, device) -> List:
+    """The minibatches as (this process's sample indices or None for all, batch size, fraction), moved
+    to ``device`` in one copy."""
     shares = [distributed.share(b, M) for b in batches]
     local = [i for i, _ in shares if i is not None]
     if local:
@@ -329,15 +333,15 @@ def _epoch_batches(gen: torch.Generator, M: int, bs: int, n_batches: int, fresh:
     return [(i, M if b is None else b.numel(), f) for (i, f), b in zip(shares, batches, strict=True)]
 
 
-def _epoch_in_core(run, batches: List, M: int, by_size: bool) -> torch.Tensor:
+def _epoch_in_core(run, batches: List[Optional[torch.Tensor]], M: int, by_size: bool) -> torch.Tensor:
     """An epoch's minibatches through a compiled epoch (:class:`hinn.protocols.CompiledEpoch`); the
     epoch's loss as the loop of steps sums it (each minibatch weighted by its share of the samples, or
     all alike when minibatches are drawn independently)."""
-    index = torch.cat([torch.arange(M) if i is None else i for i, _, _ in batches])
-    sizes = torch.tensor([0] + [n for _, n, _ in batches], dtype=torch.int64)
-    losses = run(index, sizes.cumsum(0))
-    weights = sizes[1:].to(losses.dtype) / M if by_size else torch.full_like(losses, 1 / len(batches))
-    return (losses * weights).sum().reshape(1)
+    sizes = [M if i is None else i.numel() for i in batches]
+    index = torch.arange(M).repeat(len(batches)) if batches[0] is None else torch.cat(batches)
+    losses = run(index, torch.tensor([0] + sizes).cumsum(0)).tolist()
+    weights = [n / M for n in sizes] if by_size else [1 / len(batches)] * len(batches)
+    return torch.tensor([sum(x * w for x, w in zip(losses, weights, strict=True))], dtype=torch.float64)
 
 
 def _local(objective: Objective, device) -> Objective:
@@ -527,9 +531,11 @@ def fit(
                 warm = False
                 graphed = _GraphedStep(eager_step) if cuda_graph else None  # a step that updates them too
             total = torch.zeros(1, dtype=torch.float64, device=device)
-            batches = _epoch_batches(gen, M, bs, n_batches, batches_per_epoch is not None, device)
+            drawn = _draw(gen, M, bs, n_batches, batches_per_epoch is not None)
             if in_core is not None:
-                batches, total = [], _epoch_in_core(in_core, batches, M, batches_per_epoch is None)
+                batches, total = [], _epoch_in_core(in_core, drawn, M, batches_per_epoch is None)
+            else:
+                batches = _epoch_batches(drawn, M, device)
             for idx, n_b, frac in batches:
                 if graphed is not None and n_b == bs:
                     loss = graphed(every if idx is None else idx)

@@ -80,6 +80,13 @@ class Backend:
         autograd."""
         return None
 
+    def window_error(
+        self, net: Network, scheme: Scheme, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float,
+        scale: float,
+    ) -> Optional[Tensor]:  # fmt: skip
+        """The per-window losses of :meth:`window_loss` alone, forward only (evaluation), or ``None``."""
+        return None
+
     def derivative_loss(
         self, net: Network, t: Tensor, p: Tensor, q: Tensor, target_p: Tensor, target_q: Tensor, scale: float
     ) -> Optional[Tuple[Tensor, Tensor]]:

@@ -561,13 +561,7 @@ def window_loss_grad(
     ∂loss/∂θ), the gradients of the summed loss. Forward, loss and backward run per block of samples
     inside the core: no trajectory, graph or cotangent tensor is built in between.
     """
-    _check_inputs("window_loss", theta, t0, p0, q0, spec, hr)
-    K = P.shape[0] if P.dim() == 3 else 0
-    _check_scheme("window_loss", scheme, h, K, params)
-    _eager_value(K >= 1, lambda: f"hinn::window_loss: targets must be (K >= 1, M, d), got {tuple(P.shape)}")
-    _eager_value(scale == scale and abs(scale) != float("inf"), lambda: "hinn::window_loss: scale must be finite")
-    _check_like("window_loss", "the target P", P, p0, (K,) + tuple(p0.shape))
-    _check_like("window_loss", "the target Q", Q, p0, (K,) + tuple(p0.shape))
+    K = _check_windows("window_loss", theta, t0, p0, q0, P, Q, spec, hr, h, scheme, scale, params)
     theta, t0, p0, q0, P, Q = map(_c, (theta, t0, p0, q0, P, Q))
     losses, p0b, q0b, thb = t0.new_empty(t0.shape), torch.empty_like(p0), torch.empty_like(q0), torch.empty_like(theta)
     _launch(
@@ -577,6 +571,35 @@ def window_loss_grad(
         scheme=scheme, params=params, h=h, steps=K, scale=scale,
     )  # fmt: skip
     return losses, p0b, q0b, thb
+
+
+def window_error(
+    theta: Tensor, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, spec: Sequence[int], hr: float,
+    h: float, scheme: int, scale: float, params: Sequence[float] = (),
+) -> Tensor:  # fmt: skip
+    """The per-window losses of :func:`window_loss_grad` alone, in one compiled forward call (no backward,
+    nothing kept for one): evaluating a model on held-out windows."""
+    K = _check_windows("window_error", theta, t0, p0, q0, P, Q, spec, hr, h, scheme, scale, params)
+    theta, t0, p0, q0, P, Q = map(_c, (theta, t0, p0, q0, P, Q))
+    losses = t0.new_empty(t0.shape)
+    _launch(
+        "window_error", spec, hr, p0, p0.shape[0],
+        theta=theta, t=t0, p=p0, q=q0, target_p=P, target_q=Q, losses=losses,
+        scheme=scheme, params=params, h=h, steps=K, scale=scale,
+    )  # fmt: skip
+    return losses
+
+
+def _check_windows(op, theta, t0, p0, q0, P, Q, spec, hr, h, scheme, scale, params) -> int:
+    """The window ops' arguments; returns K."""
+    _check_inputs(op, theta, t0, p0, q0, spec, hr)
+    K = P.shape[0] if P.dim() == 3 else 0
+    _check_scheme(op, scheme, h, K, params)
+    _eager_value(K >= 1, lambda: f"hinn::{op}: targets must be (K >= 1, M, d), got {tuple(P.shape)}")
+    _eager_value(scale == scale and abs(scale) != float("inf"), lambda: f"hinn::{op}: scale must be finite")
+    _check_like(op, "the target P", P, p0, (K,) + tuple(p0.shape))
+    _check_like(op, "the target Q", Q, p0, (K,) + tuple(p0.shape))
+    return K
 
 
 def derivative_loss_grad(
@@ -705,13 +728,17 @@ class FusedBackend(Backend):
         return (P, Q) if P.shape[-1] == d else (P[..., :d], Q[..., :d])
 
     def window_loss(self, net, scheme, t0, p0, q0, P, Q, h, scale):
+        return self._windows(window_loss_grad, net, scheme, t0, p0, q0, P, Q, h, scale)
+
+    def window_error(self, net, scheme, t0, p0, q0, P, Q, h, scale):
+        return self._windows(window_error, net, scheme, t0, p0, q0, P, Q, h, scale)
+
+    def _windows(self, fn, net, scheme, t0, p0, q0, P, Q, h, scale):
         found = scheme_code(scheme, h)
         if found is None:
             return None
         code, params = found
-        return window_loss_grad(
-            net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale, params
-        )
+        return fn(net.theta.detach(), t0, p0, q0, P, Q, spec_of(net), net.resnet_step, h, code, scale, params)
 
     def derivative_loss(self, net, t, p, q, target_p, target_q, scale):
         return derivative_loss_grad(
