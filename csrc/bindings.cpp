@@ -67,26 +67,43 @@ void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   hinn::run(o, nd, c);
 }
 
-// The epoch's own arguments (core.h: EpochArgs); every other name is the data call's.
+// An optimizer's settings by name (core.h: Optim); false for another name.
+bool set_optim(hinn::Optim& o, const std::string& k, py::handle v) {
+  if (k == "optimizer") o.kind = v.cast<int>();
+  else if (k == "lr") o.lr = v.cast<double>();
+  else if (k == "weight_decay") o.weight_decay = v.cast<double>();
+  else if (k == "beta1") o.beta1 = v.cast<double>();
+  else if (k == "beta2") o.beta2 = v.cast<double>();
+  else if (k == "eps") o.eps = v.cast<double>();
+  else if (k == "count") o.count = v.cast<long>();
+  else return false;
+  return true;
+}
+
+// The epoch's own arguments (core.h: EpochArgs; the starts' optimizer's settings prefixed "starts_");
+// every other name is the data call's.
 void set_epoch_arg(Call& c, hinn::EpochArgs& e, const std::string& k, py::handle v) {
   auto buf = [&](hinn::Buf& b) {
     auto tup = v.cast<py::tuple>();
     if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
     b = {tup[0].cast<std::uintptr_t>(), tup[1].cast<long>()};
   };
+  const std::string prefix = "starts_";
   if (k == "index") buf(e.index);
   else if (k == "bounds") buf(e.bounds);
   else if (k == "mask") buf(e.mask);
   else if (k == "m") buf(e.m);
   else if (k == "v") buf(e.v);
   else if (k == "batch_losses") buf(e.batch_losses);
-  else if (k == "optimizer") e.optimizer = v.cast<int>();
-  else if (k == "lr") e.lr = v.cast<double>();
-  else if (k == "weight_decay") e.weight_decay = v.cast<double>();
-  else if (k == "beta1") e.beta1 = v.cast<double>();
-  else if (k == "beta2") e.beta2 = v.cast<double>();
-  else if (k == "eps") e.eps = v.cast<double>();
-  else if (k == "count") e.count = v.cast<long>();
+  else if (k == "starts_p") buf(e.starts_p);
+  else if (k == "starts_q") buf(e.starts_q);
+  else if (k == "starts_mp") buf(e.starts_mp);
+  else if (k == "starts_vp") buf(e.starts_vp);
+  else if (k == "starts_mq") buf(e.starts_mq);
+  else if (k == "starts_vq") buf(e.starts_vq);
+  else if (k == "starts_step") e.starts_step = v.cast<bool>();
+  else if (set_optim(e.opt, k, v)) return;
+  else if (k.rfind(prefix, 0) == 0 && set_optim(e.starts_opt, k.substr(prefix.size()), v)) return;
   else set_arg(c, k, v);
 }
 

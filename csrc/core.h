@@ -23,14 +23,25 @@ void run(Op op, const NetDesc& nd, const Call& c);
 // its steps before this epoch), each as torch.optim computes it. batch_losses (float64, one per
 // minibatch) receives each minibatch's summed loss. Returns the minibatches run: all of them, unless an
 // implicit scheme's solve failed (data.status set; that minibatch made no update).
+// Fitted window starts (SRNN; window loss only), where starts_p, starts_q are given (M·d each): every
+// window starts from its rows of them instead of data.p, data.q, which they are compared with (the misfit
+// scale / n · |p̂ − p|² + |q̂ − q|² joins the loss), and with `starts_step` they are updated too, by an
+// optimizer of their own (starts_opt; Adam's moments starts_m*, starts_v*), every row at every step as
+// torch.optim updates a tensor whose gradient is zero outside the minibatch.
 enum Optimizer : int { kOptimGD = 0, kOptimAdam = 1 };
+struct Optim {
+  int kind = kOptimAdam;
+  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  long count = 0;  // steps before this epoch
+};
 struct EpochArgs {
   Buf index, bounds;  // int64
   Buf mask, m, v;     // θ's dtype
   Buf batch_losses;   // float64
-  int optimizer = kOptimAdam;
-  double lr = 0, weight_decay = 0, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-  long count = 0;
+  Optim opt;
+  Buf starts_p, starts_q, starts_mp, starts_vp, starts_mq, starts_vq;  // θ's dtype
+  Optim starts_opt;
+  bool starts_step = false;
 };
 long train_epoch(Op op, const NetDesc& nd, const Call& data, const EpochArgs& e);
 

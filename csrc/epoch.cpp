@@ -24,27 +24,34 @@ void need(const char* name, const Buf& b, long want) {
   if (want > 0 && b.ptr == 0) fail(std::string(name) + " is a null pointer");
 }
 
-// torch.optim.SGD (no momentum) and torch.optim.Adam's updates, element by element in θ's precision with
-// the scalars rounded to it as torch rounds them (src/hinn/optim.py is the same update in Python).
+void check_optim(const char* who, const Optim& o) {
+  if (o.kind != kOptimGD && o.kind != kOptimAdam) fail(std::string(who) + ": unknown optimizer code " + std::to_string(o.kind));
+  if (!(o.lr > 0 && std::isfinite(o.lr) && o.weight_decay >= 0 && std::isfinite(o.weight_decay) && o.count >= 0))
+    fail(std::string(who) + ": need a finite lr > 0, a finite weight_decay >= 0 and a step count >= 0");
+  if (o.kind == kOptimAdam && !(o.beta1 >= 0 && o.beta1 < 1 && o.beta2 >= 0 && o.beta2 < 1 && o.eps >= 0))
+    fail(std::string(who) + ": Adam needs betas in [0, 1) and eps >= 0");
+}
+
+// torch.optim.SGD (no momentum) and torch.optim.Adam's updates of x (n values) from its gradient g at
+// step `count`, element by element in x's precision with the scalars rounded to it as torch rounds them
+// (src/hinn/optim.py is the same update in Python).
 template <class S>
-void update(const EpochArgs& e, long count, S* theta, S* g, long np) {
-  const S wd = S(e.weight_decay);
-  if (e.optimizer == kOptimGD) {
-    const S step = S(-e.lr);
-    for (long i = 0; i < np; ++i) theta[i] = theta[i] + step * (g[i] + wd * theta[i]);
+void update(const Optim& o, long count, S* x, const S* g, S* m, S* v, long n) {
+  const S wd = S(o.weight_decay);
+  if (o.kind == kOptimGD) {
+    const S step = S(-o.lr);
+    for (long i = 0; i < n; ++i) x[i] = x[i] + step * (g[i] + wd * x[i]);
     return;
   }
-  S* m = e.m.as<S>();
-  S* v = e.v.as<S>();
-  const double b1 = e.beta1, b2 = e.beta2;
-  const S w1 = S(1 - b1), sb2 = S(b2), w2 = S(1 - b2), eps = S(e.eps);
-  const S step = S(-(e.lr / (1 - std::pow(b1, double(count)))));
+  const double b1 = o.beta1, b2 = o.beta2;
+  const S w1 = S(1 - b1), sb2 = S(b2), w2 = S(1 - b2), eps = S(o.eps);
+  const S step = S(-(o.lr / (1 - std::pow(b1, double(count)))));
   const S bc2_sqrt = S(std::sqrt(1 - std::pow(b2, double(count))));
-  for (long i = 0; i < np; ++i) {
-    const S gi = g[i] + wd * theta[i];
+  for (long i = 0; i < n; ++i) {
+    const S gi = g[i] + wd * x[i];
     m[i] = m[i] + w1 * (gi - m[i]);  // lerp toward g by 1 − β₁
     v[i] = v[i] * sb2 + w2 * gi * gi;
-    theta[i] = theta[i] + step * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
+    x[i] = x[i] + step * m[i] / (std::sqrt(v[i]) / bc2_sqrt + eps);
   }
 }
 
@@ -70,20 +77,31 @@ long run_epoch(Op op, const NetDesc& nd, const Call& data, const EpochArgs& e) {
   need("target_p", data.target_p, K * M * d), need("target_q", data.target_q, K * M * d);
   need("batch_losses", e.batch_losses, nb);
   if (e.mask.n != 0) need("mask", e.mask, np);
-  if (e.optimizer == kOptimAdam) {
-    need("m", e.m, np), need("v", e.v, np);
-    if (!(e.beta1 >= 0 && e.beta1 < 1 && e.beta2 >= 0 && e.beta2 < 1 && e.eps >= 0))
-      fail("Adam needs betas in [0, 1) and eps >= 0");
-  } else if (e.optimizer != kOptimGD) {
-    fail("unknown optimizer code " + std::to_string(e.optimizer));
+  check_optim("the optimizer", e.opt);
+  if (e.opt.kind == kOptimAdam) need("m", e.m, np), need("v", e.v, np);
+  const bool fitted = e.starts_p.n != 0 || e.starts_q.n != 0;
+  if (fitted) {
+    if (op != Op::WindowLoss) fail("fitted starts are the window loss's");
+    need("starts_p", e.starts_p, M * d), need("starts_q", e.starts_q, M * d);
+    if (e.starts_step) {
+      check_optim("the starts' optimizer", e.starts_opt);
+      if (e.starts_opt.kind == kOptimAdam) {
+        need("starts_mp", e.starts_mp, M * d), need("starts_vp", e.starts_vp, M * d);
+        need("starts_mq", e.starts_mq, M * d), need("starts_vq", e.starts_vq, M * d);
+      }
+    }
+  } else if (e.starts_step) {
+    fail("starts_step without fitted starts (starts_p, starts_q)");
   }
-  if (!(e.lr > 0 && std::isfinite(e.lr) && e.weight_decay >= 0 && std::isfinite(e.weight_decay) && e.count >= 0))
-    fail("need a finite lr > 0, a finite weight_decay >= 0 and a step count >= 0");
 
   // one minibatch's samples, gathered; its outputs
   std::vector<S> t(most), p(most * d), q(most * d), tp(K * most * d), tq(K * most * d);
   std::vector<S> losses(most), pb(most * d), qb(most * d), g(np);
-  const S *T = data.t.as<const S>(), *Pq[2] = {data.p.as<const S>(), data.q.as<const S>()};
+  std::vector<S> po(fitted ? most * d : 0), qo(fitted ? most * d : 0);  // the observed starts
+  std::vector<S> gs(e.starts_step ? 2 * M * d : 0);                     // the starts' gradient, zero off the batch
+  const S* T = data.t.as<const S>();
+  const S* obs[2] = {data.p.as<const S>(), data.q.as<const S>()};
+  const S* from[2] = {fitted ? e.starts_p.as<const S>() : obs[0], fitted ? e.starts_q.as<const S>() : obs[1]};
   const S* Tg[2] = {data.target_p.as<const S>(), data.target_q.as<const S>()};
   const S* mask = e.mask.n ? e.mask.as<const S>() : nullptr;
   S* theta = data.theta.as<S>();
@@ -95,7 +113,9 @@ long run_epoch(Op op, const NetDesc& nd, const Call& data, const EpochArgs& e) {
     const std::int64_t* ix = index + bounds[b];
     for (long i = 0; i < n; ++i) {
       t[i] = T[ix[i]];
-      for (long j = 0; j < d; ++j) p[i * d + j] = Pq[0][ix[i] * d + j], q[i * d + j] = Pq[1][ix[i] * d + j];
+      for (long j = 0; j < d; ++j) p[i * d + j] = from[0][ix[i] * d + j], q[i * d + j] = from[1][ix[i] * d + j];
+      if (fitted)
+        for (long j = 0; j < d; ++j) po[i * d + j] = obs[0][ix[i] * d + j], qo[i * d + j] = obs[1][ix[i] * d + j];
       for (long k = 0; k < K; ++k)
         for (long j = 0; j < d; ++j) {
           tp[(k * n + i) * d + j] = Tg[0][(k * M + ix[i]) * d + j];
@@ -113,10 +133,31 @@ long run_epoch(Op op, const NetDesc& nd, const Call& data, const EpochArgs& e) {
     if (status && *status) return b;  // an implicit solve failed: no update from this minibatch
     double s = 0;
     for (long i = 0; i < n; ++i) s += losses[i];
+    if (fitted) {  // the starts' misfit: its loss, and its gradient beside the windows' on the fitted rows
+      const S two_scale = S(2) * S(c.scale);
+      double misfit = 0;
+      for (long i = 0; i < n * d; ++i) {
+        const S ep = p[i] - po[i], eq = q[i] - qo[i];
+        misfit += double(ep * ep) + double(eq * eq);
+        pb[i] = pb[i] + two_scale * ep, qb[i] = qb[i] + two_scale * eq;
+      }
+      s += c.scale * misfit;
+    }
     out[b] = s;
     if (mask)
       for (long i = 0; i < np; ++i) g[i] *= mask[i];
-    update(e, e.count + b + 1, theta, g.data(), np);
+    update(e.opt, e.opt.count + b + 1, theta, g.data(), e.m.as<S>(), e.v.as<S>(), np);
+    if (e.starts_step) {
+      S* gp = gs.data();
+      S* gq = gp + M * d;
+      for (long i = 0; i < n; ++i)
+        for (long j = 0; j < d; ++j) gp[ix[i] * d + j] = pb[i * d + j], gq[ix[i] * d + j] = qb[i * d + j];
+      const long k = e.starts_opt.count + b + 1;
+      update(e.starts_opt, k, e.starts_p.as<S>(), gp, e.starts_mp.as<S>(), e.starts_vp.as<S>(), M * d);
+      update(e.starts_opt, k, e.starts_q.as<S>(), gq, e.starts_mq.as<S>(), e.starts_vq.as<S>(), M * d);
+      for (long i = 0; i < n; ++i)
+        for (long j = 0; j < d; ++j) gp[ix[i] * d + j] = S(0), gq[ix[i] * d + j] = S(0);
+    }
   }
   return nb;
 }

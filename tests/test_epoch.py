@@ -30,7 +30,7 @@ def _windows(d, M, K, seed, dtype=torch.float64):
 def _stepwise(objective):
     """The same objective without a compiled epoch: fit then steps minibatch by minibatch."""
     obj = copy.copy(objective)
-    obj.compiled_epoch = lambda model, optimizer: None
+    obj.compiled_epoch = lambda *args: None
     return obj
 
 
@@ -70,6 +70,25 @@ def test_derivative_epoch_is_the_loop_of_steps(cfg):
     obj = DerivativeObjective(t, p, q, dp, dq)
     a, b = _fit_both(net, obj, lr=1e-2, epochs=2, batch_size=25, batches_per_epoch=5)  # fresh draws
     _assert_same(a, b, 1e-12)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "gd"])
+def test_fitted_starts_train_in_the_core_as_in_the_loop(optimizer):
+    # SRNN's fitted window starts: fixed for the warm-up epoch, then trained by their own optimizer
+    net = random_net(1, 6, 2, True, "tanh", 0)
+    obs = _windows(1, 45, 3, 9)
+    finals = []
+    for stepwise in (False, True):
+        obj = TrajectoryObjective(*obs, H, "leapfrog", fit_starts=True)
+        obj = _stepwise(obj) if stepwise else obj
+        m = copy.deepcopy(net)
+        res = fit(m, obj, optimizer=optimizer, lr=1e-2, epochs=3, batch_size=20, objective_warmup=1, progress=False)
+        finals.append((m.theta.detach().clone(), obj.starts.p.detach().clone(), obj.starts.q.detach().clone(),
+                       [h["train_loss"] for h in res.history]))  # fmt: skip
+    (ta, pa, qa, la), (tb, pb, qb, lb) = finals
+    assert rel_err(ta, tb) < 1e-12 and rel_err(pa, pb) < 1e-12 and rel_err(qa, qb) < 1e-12
+    assert all(abs(x - y) <= 1e-12 * abs(y) for x, y in zip(la, lb, strict=True))
+    assert rel_err(pa, obs[1]) > 1e-4  # the starts moved off the observations
 
 
 def test_separable_networks_keep_their_zeros_in_the_core():

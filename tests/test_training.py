@@ -104,9 +104,9 @@ def test_divergence_stops_with_a_clear_message(tmp_path, monkeypatch, in_core):
         loss, grads = real_compiled(self, model, idx)
         return poison(loss), grads
 
-    def epoch(self, model, opt):
-        run = real_epoch(self, model, opt)
-        return None if not in_core or run is None else (lambda index, bounds: poison(run(index, bounds)))
+    def epoch(self, model, opt, starts_opt=None):
+        run = real_epoch(self, model, opt, starts_opt)
+        return None if not in_core or run is None else (lambda *args: poison(run(*args)))
 
     monkeypatch.setattr(tr, "trajectory_loss", lambda *args: poison(real(*args)))
     monkeypatch.setattr(tr.TrajectoryObjective, "loss_and_grad", compiled)

@@ -142,9 +142,9 @@ def test_fit_caps_threads_for_small_minibatches_and_restores_them():
             seen.append(torch.get_num_threads())
             return super().loss_and_grad(model, idx)
 
-        def compiled_epoch(self, model, optimizer):
-            run = super().compiled_epoch(model, optimizer)
-            return lambda index, bounds: (seen.append(torch.get_num_threads()), run(index, bounds))[1]
+        def compiled_epoch(self, model, optimizer, starts_optimizer=None):
+            run = super().compiled_epoch(model, optimizer, starts_optimizer)
+            return lambda *args: (seen.append(torch.get_num_threads()), run(*args))[1]
 
     old = torch.get_num_threads()
     torch.set_num_threads(2)

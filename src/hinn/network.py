@@ -16,6 +16,13 @@ ACTIVATIONS = ("tanh", "softplus")
 STRUCTURE = ("dim", "width", "depth", "time_dependent", "activation", "resnet_step", "separable")
 
 
+def _compiles(optimizer, params) -> bool:
+    """Whether the core's epoch can run ``optimizer``'s update, and it updates exactly ``params``."""
+    found = getattr(optimizer, "params", None)
+    ok = callable(getattr(optimizer, "compiled_args", None)) and optimizer.compiled_args() is not None
+    return ok and found is not None and len(found) == len(params) and all(a is b for a, b in zip(found, params))
+
+
 class HamiltonianNet(nn.Module):
     r"""A scalar Hamiltonian :math:`H_\theta(t, p, q)` given by a ResNet (hessQuik's composition).
 
@@ -264,20 +271,24 @@ class HamiltonianNet(nn.Module):
         losses, g = res
         return losses, {self.theta: self.mask_grad(g)}
 
-    def compiled_epoch(self, data, scale: float, optimizer, scheme=None, h: Optional[float] = None):
+    def compiled_epoch(self, data, scale: float, optimizer, scheme=None, h: Optional[float] = None, starts=None):
         """Whole training epochs of ``optimizer`` (a :mod:`hinn.optim` optimizer of this network's
         ``theta`` alone) in one compiled call each, when this network's backend has them for this loss,
-        else None (see :class:`hinn.protocols.CompiledEpoch`)."""
-        args = optimizer.compiled_args() if hasattr(optimizer, "compiled_args") else None
-        if args is None or optimizer.params[0] is not self.theta:
+        else None (see :class:`hinn.protocols.CompiledEpoch`; ``starts``: fitted window starts and their
+        optimizer, (p̂, q̂, starts_optimizer))."""
+        if not _compiles(optimizer, [self.theta]) or (starts is not None and not _compiles(starts[2], starts[:2])):
             return None
         run = self._backend().epoch(self, data, scale, scheme, h, self._free)
         if run is None:
             return None
 
-        def epoch(index: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
-            losses = run(index, bounds, optimizer.compiled_args())
-            optimizer.advance(bounds.numel() - 1)
+        def epoch(index: torch.Tensor, bounds: torch.Tensor, move_starts: bool = True) -> torch.Tensor:
+            steps, moved = bounds.numel() - 1, starts is not None and move_starts
+            fitted = None if starts is None else starts[:2]
+            losses = run(index, bounds, optimizer.compiled_args(), fitted, starts[2].compiled_args() if moved else None)
+            optimizer.advance(steps)
+            if moved:
+                starts[2].advance(steps)
             return losses
 
         return epoch

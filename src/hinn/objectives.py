@@ -248,17 +248,18 @@ class TrajectoryObjective(_Samples):
         by_tensor[self.starts.q] = _scatter(self.starts.q, idx, gq + 2 * scale * eq)
         return loss, by_tensor
 
-    def compiled_epoch(self, model, optimizer) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
-        """Whole epochs of :meth:`loss` minimised by ``optimizer`` in one compiled call each (the model's
-        ``compiled_epoch``), or None: the model has none for this scheme, or the starts are fitted (their
-        own optimizer steps in the training loop)."""
+    def compiled_epoch(self, model, optimizer, starts_optimizer=None) -> Optional[Callable[..., Tensor]]:
+        """Whole epochs of :meth:`loss` minimised by ``optimizer`` (and the fitted starts by
+        ``starts_optimizer``) in one compiled call each: the model's ``compiled_epoch``, which returns
+        ``epoch(index, bounds, move_starts=True)``; or None where the model has none for this scheme."""
         fn = getattr(model, "compiled_epoch", None)
-        if fn is None or self.starts is not None:
+        if fn is None or (self.starts is not None and starts_optimizer is None):
             return None
         data = dict(t=self.t0, p=self.p0, q=self.q0, target_p=self.P, target_q=self.Q)
         K, d = self.P.shape[0], self.P.shape[2]
+        starts = None if self.starts is None else (self.starts.p, self.starts.q, starts_optimizer)
         return fn({k: v.contiguous() for k, v in data.items()}, 1.0 / (K * d * 2 * self.h * self.h), optimizer,
-                  self.scheme, self.h)  # fmt: skip
+                  self.scheme, self.h, starts=starts)  # fmt: skip
 
 
 class _Starts(torch.nn.Module):
@@ -313,11 +314,12 @@ class DerivativeObjective(_Samples):
         losses, by_tensor = res
         return losses.sum(), by_tensor
 
-    def compiled_epoch(self, model, optimizer) -> Optional[Callable[[Tensor, Tensor], Tensor]]:
+    def compiled_epoch(self, model, optimizer, starts_optimizer=None) -> Optional[Callable[..., Tensor]]:
         """Whole epochs of :meth:`loss` minimised by ``optimizer`` in one compiled call each (the model's
-        ``compiled_epoch``), or None when the model has none."""
+        ``compiled_epoch``), or None when the model has none. (No tensors of its own: no
+        ``starts_optimizer``.)"""
         fn = getattr(model, "compiled_epoch", None)
-        if fn is None:
+        if fn is None or starts_optimizer is not None:
             return None
         data = dict(t=self.t, p=self.p, q=self.q, target_p=self.dq, target_q=-self.dp)
         return fn({k: v.contiguous() for k, v in data.items()}, 0.5 / self.p.shape[1], optimizer)

@@ -36,10 +36,10 @@ class _Optimizer:
         return {}
 
     def compiled_args(self) -> Optional[Dict]:
-        """This update as the compiled core's epoch loop runs it (``kind``, the settings, the state tensors
-        it updates in place, the step count), or None where it cannot: more than one parameter tensor, or
-        a step count kept on the device. After such an epoch, :meth:`advance` counts its steps."""
-        if len(self.params) != 1 or not self._host_count():
+        """This update as the compiled core's epoch loop runs it (``kind``, the settings, the step count and
+        Adam's moments ``m``, ``v``: a list with a tensor per parameter, updated in place), or None where
+        it cannot: a step count kept on the device. After such an epoch, :meth:`advance` counts its steps."""
+        if not self._host_count():
             return None
         return {"kind": self.kind, "lr": self.lr, "weight_decay": self.weight_decay, **self._compiled_state()}
 
@@ -133,8 +133,8 @@ class Adam(_Optimizer):
         return self.k is None
 
     def _compiled_state(self) -> Dict:
-        (b1, b2), (m,), (v,) = self.betas, self.m, self.v
-        return {"beta1": b1, "beta2": b2, "eps": self.eps, "count": self.count, "m": m, "v": v}
+        (b1, b2) = self.betas
+        return {"beta1": b1, "beta2": b2, "eps": self.eps, "count": self.count, "m": self.m, "v": self.v}
 
     def advance(self, steps: int) -> None:
         self.count += steps

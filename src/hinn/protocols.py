@@ -111,7 +111,9 @@ class CompiledEpoch(Protocol):
     optimizer (:mod:`hinn.optim`). Returns ``epoch(index, bounds)``: minibatch b is the samples
     ``index[bounds[b]:bounds[b + 1]]`` (int64 CPU tensors); after each, the optimizer's update of the
     model's parameters; the result is each minibatch's summed loss (float64, (n_batches,)). Or ``None``
-    when this model cannot run this loss or optimizer so.
+    when this model cannot run this loss or optimizer so. ``starts``: fitted window starts (SRNN) as
+    (p̂, q̂, their optimizer): the windows start from their rows (compared with ``data``'s p, q, the
+    misfit joining the loss), and ``epoch(index, bounds, move_starts)`` updates them when asked.
     """
 
     def compiled_epoch(
@@ -121,7 +123,8 @@ class CompiledEpoch(Protocol):
         optimizer,
         scheme: Optional[Scheme] = None,
         h: Optional[float] = None,
-    ) -> Optional[Callable[[Tensor, Tensor], Tensor]]: ...
+        starts: Optional[Tuple[Tensor, Tensor, object]] = None,
+    ) -> Optional[Callable[..., Tensor]]: ...
 
 
 def validated_grad(model):

@@ -333,13 +333,14 @@ def _epoch_batches(batches: List[Optional[torch.Tensor]], M: int, device) -> Lis
     return [(i, M if b is None else b.numel(), f) for (i, f), b in zip(shares, batches, strict=True)]
 
 
-def _epoch_in_core(run, batches: List[Optional[torch.Tensor]], M: int, by_size: bool) -> torch.Tensor:
-    """An epoch's minibatches through a compiled epoch (:class:`hinn.protocols.CompiledEpoch`); the
-    epoch's loss as the loop of steps sums it (each minibatch weighted by its share of the samples, or
-    all alike when minibatches are drawn independently)."""
+def _epoch_in_core(run, batches: List[Optional[torch.Tensor]], M: int, by_size: bool, move: bool) -> torch.Tensor:
+    """An epoch's minibatches through a compiled epoch (:class:`hinn.protocols.CompiledEpoch`; ``move``:
+    whether the objective's fitted starts train too); the epoch's loss as the loop of steps sums it (each
+    minibatch weighted by its share of the samples, or all alike when minibatches are drawn
+    independently)."""
     sizes = [M if i is None else i.numel() for i in batches]
     index = torch.arange(M).repeat(len(batches)) if batches[0] is None else torch.cat(batches)
-    losses = run(index, torch.tensor([0] + sizes).cumsum(0)).tolist()
+    losses = run(index, torch.tensor([0] + sizes).cumsum(0), move).tolist()
     weights = [n / M for n in sizes] if by_size else [1 / len(batches)] * len(batches)
     return torch.tensor([sum(x * w for x, w in zip(losses, weights, strict=True))], dtype=torch.float64)
 
@@ -522,8 +523,8 @@ def fit(
     # a whole epoch in one compiled call where the objective, model and optimizer allow it (the CPU, one
     # process, no fitted starts): the same updates without the Python of a step per minibatch
     in_core = None
-    if use_compiled and not own and distributed.world()[1] == 1 and hasattr(objective, "compiled_epoch"):
-        in_core = objective.compiled_epoch(model, opt)
+    if use_compiled and distributed.world()[1] == 1 and hasattr(objective, "compiled_epoch"):
+        in_core = objective.compiled_epoch(model, opt, opt_own)
     every = torch.arange(M, device=device) if cuda_graph else None  # a full batch as indices, for the graph
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
@@ -533,7 +534,7 @@ def fit(
             total = torch.zeros(1, dtype=torch.float64, device=device)
             drawn = _draw(gen, M, bs, n_batches, batches_per_epoch is not None)
             if in_core is not None:
-                batches, total = [], _epoch_in_core(in_core, drawn, M, batches_per_epoch is None)
+                batches, total = [], _epoch_in_core(in_core, drawn, M, batches_per_epoch is None, not warm)
             else:
                 batches = _epoch_batches(drawn, M, device)
             for idx, n_b, frac in batches:

@@ -107,10 +107,12 @@ class Backend:
         """Whole training epochs in one call each, or ``None`` (the training loop then steps minibatch by
         minibatch). ``data``: ``t``, ``p``, ``q``, ``target_p``, ``target_q`` over all samples, of the
         window loss (with ``scheme`` and ``h``; targets (K, M, d)) or of the derivative loss (targets
-        (M, d)); ``scale``: one sample's loss scale. Returns ``epoch(index, bounds, optimizer)``, which
-        runs the minibatches ``index[bounds[b]:bounds[b + 1]]`` with the optimizer's update
-        (:meth:`hinn.optim.Adam.compiled_args`) after each, θ and the optimizer's state updated in place,
-        and returns each minibatch's summed loss (float64)."""
+        (M, d)); ``scale``: one sample's loss scale. Returns ``epoch(index, bounds, optimizer, starts=None,
+        starts_optimizer=None)``, which runs the minibatches ``index[bounds[b]:bounds[b + 1]]`` with the
+        optimizer's update (:meth:`hinn.optim.Adam.compiled_args`) after each, θ and the optimizer's state
+        updated in place, and returns each minibatch's summed loss (float64); ``starts``: fitted window
+        starts (p̂, q̂) that the windows start from (and ``starts_optimizer`` updates), as
+        :func:`hinn.backends.fused.train_epoch`."""
         return None
 
     def __repr__(self) -> str:

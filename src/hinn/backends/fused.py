@@ -633,6 +633,7 @@ EPOCH_FIELDS = ("t", "p", "q", "target_p", "target_q")
 def train_epoch(
     op: str, theta: Tensor, data: Dict[str, Tensor], spec: Sequence[int], hr: float, scale: float,
     mask: Optional[Tensor], scheme_args: Dict, index: Tensor, bounds: Tensor, optimizer: Dict,
+    starts: Optional[Tuple[Tensor, Tensor]] = None, starts_optimizer: Optional[Dict] = None,
 ) -> Tensor:  # fmt: skip
     """A training epoch in one CPU call: minibatch b is the samples ``index[bounds[b]:bounds[b + 1]]`` of
     ``data`` (``t`` (M,), ``p``, ``q`` (M, d) and the targets of ``op``: (K, M, d) windows for
@@ -640,7 +641,11 @@ def train_epoch(
     the summed squared error of its n samples) and θ-gradient computed, the gradient multiplied by
     ``mask``, and θ updated in place by ``optimizer`` (:meth:`hinn.optim.Adam.compiled_args`; Adam's
     moments in place too). Returns each minibatch's summed loss (float64). The same numbers as the loop
-    of one call per minibatch and a ``hinn.optim`` step, to rounding."""
+    of one call per minibatch and a ``hinn.optim`` step, to rounding.
+
+    ``starts``: fitted window starts (p̂, q̂), (M, d) each (window loss only; SRNN): the windows start
+    from their rows, which are compared with ``data``'s p and q (:class:`hinn.TrajectoryObjective` with
+    ``fit_starts``), and ``starts_optimizer`` (None: they stay where they are) updates them in place."""
     t, p, q, tp, tq = (data[k] for k in EPOCH_FIELDS)
     _check_inputs(op, theta, t, p, q, spec, hr)
     target = (tp.shape[0],) + tuple(p.shape) if op == "loss_grad" else tuple(p.shape)
@@ -649,21 +654,48 @@ def train_epoch(
     for name, x in (("index", index), ("bounds", bounds)):
         if not (x.dtype == torch.int64 and x.device.type == "cpu" and x.dim() == 1):
             raise TypeError(f"hinn::train_epoch: {name} must be a 1-D int64 CPU tensor, got {x.dtype} {tuple(x.shape)}")
-    opt = dict(optimizer)
-    for name in ("m", "v"):
-        if name in opt:
-            _check_like(op, f"the optimizer's {name}", opt[name], theta, tuple(theta.shape))
+    kw = _optimizer_args(op, optimizer, [_in_place(op, "theta", theta)], "", ("",))
     if mask is not None:
         _check_like(op, "the gradient mask", mask, theta, tuple(theta.shape))
+    changed = [theta]
+    if starts is not None:
+        for name, x in zip("pq", starts, strict=True):
+            _check_like(op, f"the fitted starts' {name}", x, p, tuple(p.shape))
+            kw[f"starts_{name}"] = _in_place(op, f"the fitted starts' {name}", x)
+        if starts_optimizer is not None:
+            kw.update(_optimizer_args(op, starts_optimizer, list(starts), "starts_", ("p", "q")), starts_step=True)
+            changed += list(starts)
     losses = torch.empty(max(bounds.numel() - 1, 0), dtype=torch.float64)
     _launch(
         op, spec, hr, p, t.shape[0], entry=core.train_epoch,
         theta=theta, **{k: _c(data[k]) for k in EPOCH_FIELDS}, scale=scale, **scheme_args,
-        index=_c(index), bounds=_c(bounds), mask=(0, 0) if mask is None else _c(mask), batch_losses=losses,
-        optimizer=core.OPTIMIZERS[opt.pop("kind")], **opt,
+        index=_c(index), bounds=_c(bounds), mask=(0, 0) if mask is None else _c(mask), batch_losses=losses, **kw,
     )  # fmt: skip
-    torch.autograd.graph.increment_version(theta)  # θ changed in place, unseen by autograd
+    torch.autograd.graph.increment_version(changed)  # changed in place, unseen by autograd
     return losses
+
+
+def _optimizer_args(op: str, args: Dict, params: List[Tensor], prefix: str, names: Sequence[str]) -> Dict:
+    """An optimizer's :meth:`hinn.optim.Adam.compiled_args` for ``params`` as the core's named arguments:
+    the settings prefixed by ``prefix``, Adam's moment of params[i] as ``{prefix}m{names[i]}``."""
+    args = dict(args)
+    m, v = args.pop("m", None), args.pop("v", None)
+    kw = {prefix + k: v for k, v in args.items() if k != "kind"}
+    kw[prefix + "optimizer"] = core.OPTIMIZERS[args["kind"]]
+    if m is not None:
+        held = lambda: f"hinn::{op}: the optimizer holds {len(m)} tensors, not {len(params)}"  # noqa: E731
+        _eager_value(len(m) == len(params), held)
+        for x, mi, vi, name in zip(params, m, v, names, strict=True):
+            for what, y in (("m", mi), ("v", vi)):
+                _check_like(op, f"the optimizer's {what}", y, x, tuple(x.shape))
+                kw[f"{prefix}{what}{name}"] = _in_place(op, f"the optimizer's {what}", y)
+    return kw
+
+
+def _in_place(op: str, name: str, x: Tensor) -> Tensor:
+    """A tensor the core updates in place: as it is (a contiguous copy would take the update instead)."""
+    _eager_value(x.is_contiguous(), lambda: f"hinn::{op}: {name} must be contiguous (the core updates it in place)")
+    return x
 
 
 # ----------------------------------------------------------------------------- the backend
@@ -757,7 +789,9 @@ class FusedBackend(Backend):
             scheme_args = dict(scheme=code, params=params, h=h, steps=data["target_p"].shape[0])
         theta, spec, hr = net.theta.detach(), spec_of(net), net.resnet_step
 
-        def run(index: Tensor, bounds: Tensor, optimizer: Dict) -> Tensor:
-            return train_epoch(op, theta, data, spec, hr, scale, mask, scheme_args, index, bounds, optimizer)
+        def run(index: Tensor, bounds: Tensor, optimizer: Dict, starts=None, starts_optimizer=None) -> Tensor:
+            return train_epoch(
+                op, theta, data, spec, hr, scale, mask, scheme_args, index, bounds, optimizer, starts, starts_optimizer
+            )
 
         return run
