@@ -1,14 +1,15 @@
 """`hinn reproduce spring --epochs 100`'s training against the same training in JAX + optax.
 
     pip install jax optax                 # a benchmark environment only
-    taskset -c 1 python benchmarks/jax_training.py [--epochs 100] [--rounds 3]
+    taskset -c 1 python benchmarks/jax_training.py [--epochs 100] [--rounds 3] [--width 16 --depth 4]
 
 The same model (the poster's 3 × 20 ResNet with t, float64), the same initial θ, data (the poster's
 spring training windows), minibatch order (hinn's seeded permutations, 100 windows a batch), loss
 (symplectic Euler, squared error over 2h²) and optimizer (Adam at 1e-3; optax's update is torch's).
 hinn: ``hinn.train.train`` as `hinn reproduce` runs it, its validation after every epoch included.
 JAX: a jitted step per minibatch from a Python loop, and one ``lax.scan`` per epoch; no validation;
-compile time reported apart. First every epoch's training loss of JAX is checked against hinn's
+compile time reported apart. ``--width``/``--depth``: another network on the same data and loop
+(``hinn train``'s default is 16 × 4). First every epoch's training loss of JAX is checked against hinn's
 (relative 1e-10), then the three are timed in alternating rounds, one thread each.
 """
 
@@ -26,6 +27,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--width", type=int, help="the network's width (default: the poster's 3)")
+    ap.add_argument("--depth", type=int, help="its residual layers, >= 1 (default: the poster's 20)")
     args = ap.parse_args(argv)
     flags = os.environ.get("XLA_FLAGS", "")
     os.environ["XLA_FLAGS"] = f"{flags} --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -45,6 +48,7 @@ def main(argv=None) -> None:
 
     torch.set_num_threads(1)
     cfg = replace(POSTER["spring"], epochs=args.epochs)
+    cfg = replace(cfg, width=args.width or cfg.width, depth=args.depth or cfg.depth)
     data = make_dataset(cfg)
     t0, p0, q0, P, Q = data.train.windows(1)
     M, h, bs = t0.shape[0], data.train.h, cfg.batch_size
@@ -138,7 +142,8 @@ def main(argv=None) -> None:
             s = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - s)
-    print(f"\n{args.epochs} epochs, {M // bs} minibatches of {bs} each, float64, 1 thread; jax {jax.__version__}, "
+    print(f"\n{cfg.width} x {cfg.depth}, {args.epochs} epochs, {M // bs} minibatches of {bs} each, float64, 1 thread; "
+          f"jax {jax.__version__}, "
           f"optax {optax.__version__}, hinn {hinn.__version__}")  # fmt: skip
     print("| training | seconds (median of rounds) | all rounds | first run (JAX: with compilation) |")
     print("|---|---|---|---|")

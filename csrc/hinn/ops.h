@@ -103,6 +103,14 @@ struct Driver {
     load(b, &t, c.t.as<const S>(), 1, false);
     return t;
   }
+  // A window's start: the block's (p, q) in the scheme's state (lifted); returns its t
+  template <class Sc>
+  HINN_HD V load_start(const Block& b, P p, P q) const {
+    load(b, p, c.p.as<const S>(), nd.d, false);
+    load(b, q, c.q.as<const S>(), nd.d, false);
+    lift_state<Sc>(nd.d, p, q);
+    return time(b);
+  }
   // x = (t, p, q) of the block
   HINN_HD void load_x(const Block& b, P x) const {
     const int d = nd.d, o = nd.time;
@@ -182,10 +190,7 @@ struct Driver {
     const typename Sc::Params prm(c.args);
     P p = sc, q = p + ds, tp = q + ds, tq = tp + d, ssc = tq + d;
     St st = stages<Sc>(ssc);
-    const V t = time(b);
-    load(b, p, c.p.as<const S>(), d, false);
-    load(b, q, c.q.as<const S>(), d, false);
-    lift_state<Sc>(d, p, q);
+    const V t = load_start<Sc>(b, p, q);
     V loss{};
     for (long k = 0; k < c.steps; ++k) {
       Sc::template forward<false>(st, prm, ssc, t + S(k) * h, h, p, q);
@@ -210,10 +215,7 @@ struct Driver {
     const typename Sc::Params prm(c.args);
     P p = sc, q = p + ds, ssc = q + ds;
     St st = stages<Sc>(ssc);
-    const V t = time(b);
-    load(b, p, c.p.as<const S>(), d, false);
-    load(b, q, c.q.as<const S>(), d, false);
-    lift_state<Sc>(d, p, q);
+    const V t = load_start<Sc>(b, p, q);
     if (c.trajectory) {
       store(b, c.P.as<S>(), p, ds);
       store(b, c.Q.as<S>(), q, ds);
@@ -284,15 +286,12 @@ struct Driver {
     P pb = sc, qb = pb + ds, TP = qb + ds, TQ = TP + (K + 1) * ds, GP = TQ + (K + 1) * ds, GQ = GP + K * d,
       ssc = GQ + K * d;
     St st = stages<Sc>(ssc);
-    const V t = time(b);
-    load(b, TP, c.p.as<const S>(), d, false);
-    load(b, TQ, c.q.as<const S>(), d, false);
+    const V t = load_start<Sc>(b, TP, TQ);
     for (long k = 0; k < K; ++k) {
       load(b, GP + k * d, c.target_p.as<const S>() + k * Nd, d, false);
       load(b, GQ + k * d, c.target_q.as<const S>() + k * Nd, d, false);
     }
     const V m = live_mask<V>(b);
-    lift_state<Sc>(d, TP, TQ);
     for (long k = 0; k < K; ++k) {
       P p = TP + (k + 1) * ds, q = TQ + (k + 1) * ds;
       for (int j = 0; j < ds; ++j) {
