@@ -166,6 +166,13 @@ def test_bad_index_types_are_refused():
         _epoch_call(index=torch.arange(10, dtype=torch.int32))
 
 
+@pytest.mark.parametrize("kw", [dict(batch_size=0), dict(batches_per_epoch=0), dict(batch_size=2.5)])
+def test_fit_refuses_empty_or_fractional_minibatches(kw):
+    net = random_net(1, 3, 1, True, "tanh", 0)
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
+        fit(net, TrajectoryObjective(*_windows(1, 10, 1, 8), H), progress=False, **kw)
+
+
 def test_no_epoch_in_core_where_it_cannot_run():
     net = random_net(1, 3, 1, True, "tanh", 0)
     obj = TrajectoryObjective(*_windows(1, 10, 1, 8), H)

@@ -451,6 +451,9 @@ def fit(
         raise ValueError(f"unknown optimizer {optimizer!r}; valid optimizers are {', '.join(OPTIMIZERS)}")
     if objective_warmup < 0:
         raise ValueError(f"objective_warmup must be >= 0 epochs, got {objective_warmup}")
+    for name, n in (("batch_size", batch_size), ("batches_per_epoch", batches_per_epoch)):
+        if n is not None and (isinstance(n, bool) or not hasattr(n, "__index__") or n < 1):
+            raise ValueError(f"{name} must be an integer >= 1 (or None), got {n!r}")
     params = [prm for prm in model.parameters() if prm.requires_grad]
     use_compiled = compiled_loss and hasattr(objective, "loss_and_grad")
     device = params[0].device if params else torch.device("cpu")
@@ -472,7 +475,7 @@ def fit(
             f"starts); got {objective_refine} for a {type(objective).__name__} with {len(own)}"
         )
     params += own
-    bs = M if batch_size is None else min(batch_size, M)
+    bs = M if batch_size is None else min(int(batch_size), M)
     gen = torch.Generator().manual_seed(seed)
     history: List[Dict] = []
     start_epoch = 0
@@ -500,7 +503,7 @@ def fit(
             "versions": _versions(),
         }
 
-    n_batches = -(-M // bs) if batches_per_epoch is None else batches_per_epoch
+    n_batches = -(-M // bs) if batches_per_epoch is None else int(batches_per_epoch)
     stopped = False
     # progress: a bar on a terminal (disable=None lets tqdm turn itself off when stderr is not a TTY)
     writer = bool(checkpoint) and distributed.is_main()  # under torchrun, rank 0 alone writes and shows
@@ -520,8 +523,8 @@ def fit(
         return loss
 
     graphed = _GraphedStep(eager_step) if cuda_graph else None
-    # a whole epoch in one compiled call where the objective, model and optimizer allow it (the CPU, one
-    # process, no fitted starts): the same updates without the Python of a step per minibatch
+    # a whole epoch in one compiled call where the objective, model and optimizers allow it (the CPU, one
+    # process, hinn's optimizers): the same updates without the Python of a step per minibatch
     in_core = None
     if use_compiled and distributed.world()[1] == 1 and hasattr(objective, "compiled_epoch"):
         in_core = objective.compiled_epoch(model, opt, opt_own)
