@@ -4,9 +4,10 @@ side by side.
     python benchmarks/training.py              # all three parts
     python benchmarks/training.py --part step  # step | run | side | graph (CUDA)
 
-step: one optimizer step of ``hinn train`` (N = 100 one-step windows, the poster's network, symplectic
-      Euler, Adam) through the compiled window loss, through the custom ops + autograd, and on the
-      autograd backend; "kernels" is the compiled call into the core alone (no Python, no optimizer).
+step: one optimizer step from Python (N = 100 one-step windows, the poster's network, symplectic Euler,
+      Adam) through the compiled window loss, through the custom ops + autograd, and on the autograd
+      backend; "kernels" is the compiled call into the core alone (no Python, no optimizer). (``hinn
+      train`` itself runs whole epochs in the core on the CPU: see ``run``.)
 run:  ``hinn reproduce spring --epochs 100``'s training (hinn.train on the poster config) per backend.
 side: that training alone, two processes side by side, and beside one busy single-threaded process.
 graph: that training on CUDA, each step launched eagerly vs replayed from a CUDA graph (fit(cuda_graph=True)).
