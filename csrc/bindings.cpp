@@ -16,15 +16,17 @@ namespace {
 
 using hinn::Call;
 
+// A buffer argument `k`: a (pointer, numel) pair.
+hinn::Buf read_buf(const std::string& k, py::handle v) {
+  auto tup = v.cast<py::tuple>();
+  if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
+  return {tup[0].cast<std::uintptr_t>(), tup[1].cast<long>()};
+}
+
 // Buffers as (ptr, numel) pairs and scalars, every one by name (core.h, types.h): an unknown or misspelled
 // name is an error, so that no two arguments can be swapped unnoticed.
 void set_arg(Call& c, const std::string& k, py::handle v) {
-  auto buf = [&](hinn::Buf& b) {
-    auto tup = v.cast<py::tuple>();
-    if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
-    b.ptr = tup[0].cast<std::uintptr_t>();
-    b.n = tup[1].cast<long>();
-  };
+  auto buf = [&](hinn::Buf& b) { b = read_buf(k, v); };
 #define HINN_SET_BUFFER(name) \
   if (k == #name) return buf(c.name);
   HINN_BUFFERS(HINN_SET_BUFFER)
@@ -83,11 +85,7 @@ bool set_optim(hinn::Optim& o, const std::string& k, py::handle v) {
 // The epoch's own arguments (core.h: EpochArgs; the starts' optimizer's settings prefixed "starts_");
 // every other name is the data call's.
 void set_epoch_arg(Call& c, hinn::EpochArgs& e, const std::string& k, py::handle v) {
-  auto buf = [&](hinn::Buf& b) {
-    auto tup = v.cast<py::tuple>();
-    if (tup.size() != 2) throw py::value_error("buffer argument '" + k + "' must be a (pointer, numel) pair");
-    b = {tup[0].cast<std::uintptr_t>(), tup[1].cast<long>()};
-  };
+  auto buf = [&](hinn::Buf& b) { b = read_buf(k, v); };
   const std::string prefix = "starts_";
   if (k == "index") buf(e.index);
   else if (k == "bounds") buf(e.bounds);

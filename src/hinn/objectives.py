@@ -210,16 +210,17 @@ class TrajectoryObjective(_Samples):
         """The mean loss over the windows ``idx`` (None: all). Without autograd (``torch.no_grad()``, as
         validation runs) a model with a compiled window loss evaluates it in one forward call."""
         p0, q0 = self._window_starts(idx)
-        P, Q = _take(self.P, idx, 1), _take(self.Q, idx, 1)
+        t0, P, Q = _take(self.t0, idx), _take(self.P, idx, 1), _take(self.Q, idx, 1)
+        scale = self._scale(P)
         fn = None if torch.is_grad_enabled() else getattr(model, "compiled_window_loss", None)
-        res = fn(self.scheme, _take(self.t0, idx), p0, q0, P, Q, self.h, self._scale(P), grad=False) if fn else None
+        res = fn(self.scheme, t0, p0, q0, P, Q, self.h, scale, grad=False) if fn else None
         if res is not None:
             loss = res[0].sum()
         else:
-            loss = trajectory_loss(model, _take(self.t0, idx), p0, q0, P, Q, self.h, self.scheme)
+            loss = trajectory_loss(model, t0, p0, q0, P, Q, self.h, self.scheme)
         if self.starts is not None:
             ep, eq = self._start_misfit(p0, q0, idx)
-            loss = loss + self._scale(P) * ((ep**2).sum() + (eq**2).sum())
+            loss = loss + scale * ((ep**2).sum() + (eq**2).sum())
         return loss
 
     def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
@@ -256,10 +257,9 @@ class TrajectoryObjective(_Samples):
         if fn is None or (self.starts is not None and starts_optimizer is None):
             return None
         data = dict(t=self.t0, p=self.p0, q=self.q0, target_p=self.P, target_q=self.Q)
-        K, d = self.P.shape[0], self.P.shape[2]
         starts = None if self.starts is None else (self.starts.p, self.starts.q, starts_optimizer)
-        return fn({k: v.contiguous() for k, v in data.items()}, 1.0 / (K * d * 2 * self.h * self.h), optimizer,
-                  self.scheme, self.h, starts=starts)  # fmt: skip
+        one = self._scale(self.P[:, :1])  # one window's loss scale (the core divides by the minibatch's size)
+        return fn({k: v.contiguous() for k, v in data.items()}, one, optimizer, self.scheme, self.h, starts=starts)
 
 
 class _Starts(torch.nn.Module):
@@ -307,8 +307,8 @@ class DerivativeObjective(_Samples):
         if fn is None:
             return None
         t, p, q = _take(self.t, idx), _take(self.p, idx), _take(self.q, idx)
-        # ∂H/∂p should be q̇ and ∂H/∂q should be −ṗ; the two means of derivative_loss, halved, as one factor
-        res = fn(t, p, q, _take(self.dq, idx), -_take(self.dp, idx), 0.5 / p.numel())
+        # ∂H/∂p should be q̇ and ∂H/∂q should be −ṗ
+        res = fn(t, p, q, _take(self.dq, idx), -_take(self.dp, idx), self._scale(p))
         if res is None:
             return None
         losses, by_tensor = res
@@ -322,7 +322,13 @@ class DerivativeObjective(_Samples):
         if fn is None or starts_optimizer is not None:
             return None
         data = dict(t=self.t, p=self.p, q=self.q, target_p=self.dq, target_q=-self.dp)
-        return fn({k: v.contiguous() for k, v in data.items()}, 0.5 / self.p.shape[1], optimizer)
+        one = self._scale(self.p[:1])  # one sample's loss scale (the core divides by the minibatch's size)
+        return fn({k: v.contiguous() for k, v in data.items()}, one, optimizer)
+
+    @staticmethod
+    def _scale(p: Tensor) -> float:
+        """1 / (2 M d): the two means of :func:`derivative_loss`, halved, as one factor on sums."""
+        return 0.5 / p.numel()
 
 
 __all__ = ["DerivativeObjective", "Objective", "TrajectoryObjective", "derivative_loss", "trajectory_loss"]

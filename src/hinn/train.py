@@ -341,8 +341,14 @@ def _epoch_in_core(run, batches: List[Optional[torch.Tensor]], M: int, by_size: 
     sizes = [M if i is None else i.numel() for i in batches]
     index = torch.arange(M).repeat(len(batches)) if batches[0] is None else torch.cat(batches)
     losses = run(index, torch.tensor([0] + sizes).cumsum(0), move).tolist()
-    weights = [n / M for n in sizes] if by_size else [1 / len(batches)] * len(batches)
-    return torch.tensor([sum(x * w for x, w in zip(losses, weights, strict=True))], dtype=torch.float64)
+    total = sum(x * _batch_weight(n, M, len(batches), by_size) for x, n in zip(losses, sizes, strict=True))
+    return torch.tensor([total], dtype=torch.float64)
+
+
+def _batch_weight(n: int, M: int, n_batches: int, by_size: bool) -> float:
+    """A minibatch's weight in the epoch's loss: its share of the M samples, or 1 / n_batches when the
+    minibatches are drawn independently (``by_size`` False)."""
+    return n / M if by_size else 1 / n_batches
 
 
 def _local(objective: Objective, device) -> Objective:
@@ -545,7 +551,7 @@ def fit(
                     loss = graphed(every if idx is None else idx)
                 else:
                     loss = eager_step(idx, frac)
-                total += loss * (n_b / M if batches_per_epoch is None else 1 / n_batches)
+                total += loss * _batch_weight(n_b, M, n_batches, batches_per_epoch is None)
             if objective_refine and not warm:
                 objective.refine(model, objective_refine)
             total = float(total)  # the epoch's one wait for the device
