@@ -25,9 +25,12 @@ HINN_HD void act_scalar(int act, S z, S& s, S& d1, S& d2) {
     d1 = S(1);
     d2 = S(0);
   } else {
-    s = log1p(exp(z));
-    d1 = S(1) / (S(1) + exp(-z));
-    d2 = d1 * (S(1) - d1);
+    // in e = exp(−|z|) ∈ (0, 1]: σ' = e/(1+e)² is exact in both tails (σ'(1 − σ') cancels for z ≫ 0)
+    const S e = exp(-(z < S(0) ? -z : z));
+    const S r = S(1) / (S(1) + e);
+    s = (z > S(0) ? z : S(0)) + log1p(e);
+    d1 = z >= S(0) ? r : e * r;
+    d2 = e * r * r;
   }
 }
 
@@ -47,12 +50,11 @@ struct InvFactorials {
 };
 inline constexpr InvFactorials kInvFactorial{};
 
-// expm1 for packs, y <= 0 (all tanh needs), accurate to a few ulp in float and double:
-// y = n ln2 + r with |r| <= ln2/2 (Cody–Waite split of ln2), expm1(r) by its Taylor polynomial
-// (degree 13 in double, 7 in float: truncation below half an ulp, 0.11 ulp in double), then
-// expm1(y) = 2^n expm1(r) + (2^n − 1), both terms exact or nearly so.
+// exp(y) − 1 for packs, y <= 0, as 2^n and expm1(r): y = n ln2 + r with |r| <= ln2/2 (Cody–Waite split
+// of ln2), expm1(r) by its Taylor polynomial (degree 13 in double, 7 in float: truncation below half an
+// ulp, 0.11 ulp in double). y is clamped where 2^n is still a normal number (exp(y) then underflows).
 template <class V>
-HINN_HD V expm1_nonpositive(V y) {
+HINN_HD void exp_split_nonpositive(V y, V& two_n, V& em_r) {
   using S = scalar_t<V>;
   constexpr bool dbl = sizeof(S) == 8;
   constexpr int deg = dbl ? 13 : 7;
@@ -60,7 +62,8 @@ HINN_HD V expm1_nonpositive(V y) {
   const S ln2_hi = dbl ? S(0.693147180369123816490) : S(0.693359375);
   const S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
   const S magic = dbl ? S(6755399441055744.0) : S(12582912.0f);  // 1.5 * 2^(mantissa bits)
-  y = y < S(-60) ? splat<V>(S(-60)) : y;
+  const S lowest = dbl ? S(-708) : S(-87);
+  y = y < lowest ? splat<V>(lowest) : y;
   const V m = y * log2e + magic;  // magic + n, n = y log2e rounded to nearest, in the low mantissa bits
   const V n = m - magic;
   V r = (y - n * ln2_hi) - n * ln2_lo;
@@ -68,14 +71,69 @@ HINN_HD V expm1_nonpositive(V y) {
   V poly = splat<V>(S(kInvFactorial.c[deg]));
 #pragma GCC unroll 16
   for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(kInvFactorial.c[k]);
-  const V em_r = poly * r;
+  em_r = poly * r;
   // 2^n from the exponent bits; n as an integer is m's bits less magic's (no conversion)
   using I = typename std::conditional<dbl, long long, int>::type;
   typedef I IV __attribute__((vector_size(sizeof(V))));
   const IV ni = (IV)m - (IV)splat<V>(magic);
   const IV bits = (ni + (dbl ? 1023 : 127)) << (dbl ? 52 : 23);
-  const V two_n = (V)bits;
-  return two_n * em_r + (two_n - S(1));
+  two_n = (V)bits;
+}
+
+// expm1(y) = 2^n expm1(r) + (2^n − 1), both terms exact or nearly so; all tanh needs.
+template <class V>
+HINN_HD V expm1_nonpositive(V y) {
+  V two_n, em_r;
+  exp_split_nonpositive(y, two_n, em_r);
+  return two_n * em_r + (two_n - scalar_t<V>(1));
+}
+
+// exp(y) = 2^n (expm1(r) + 1), y <= 0: to a few ulp; 0 below the clamp (where exp(y) is subnormal).
+template <class V>
+HINN_HD V exp_nonpositive(V y) {
+  using S = scalar_t<V>;
+  V two_n, em_r;
+  exp_split_nonpositive(y, two_n, em_r);
+  const S lowest = sizeof(S) == 8 ? S(-708) : S(-87);
+  return y < lowest ? splat<V>(S(0)) : two_n * em_r + two_n;
+}
+
+// log1p(x) for packs, 0 <= x <= 1 (all softplus needs): u = 1 + x rounded, its rounding error c = x − (u − 1)
+// added back as c/u; log u = k ln2 + log f with f = u or u/2 in [√2/2, √2], log f = 2 atanh(s), s =
+// (f − 1)/(f + 1), |s| <= 0.1716, by the odd series in s (s² <= 0.0295: 11 terms in double, 5 in float,
+// truncation below 1e-17 and 3e-8 relative).
+template <class V>
+HINN_HD V log1p_unit(V x) {
+  using S = scalar_t<V>;
+  constexpr bool dbl = sizeof(S) == 8;
+  constexpr int terms = dbl ? 11 : 5;
+  const V u = x + S(1);
+  const V c = x - (u - S(1));
+  const V big = u > S(1.4142135623730951) ? splat<V>(S(1)) : splat<V>(S(0));  // k
+  const V f = u * (S(1) - S(0.5) * big);                                      // exact: u or u/2
+  const V s = (f - S(1)) / (f + S(1));
+  const V s2 = s * s;
+  V poly = splat<V>(S(1) / S(2 * terms + 1));
+#pragma GCC unroll 16
+  for (int j = terms - 1; j >= 1; --j) poly = poly * s2 + S(1) / S(2 * j + 1);
+  const S ln2_hi = dbl ? S(0.693147180369123816490) : S(0.693359375);
+  const S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
+  return big * ln2_hi + ((S(2) * s + S(2) * s * s2 * poly) + (big * ln2_lo + c / u));
+}
+
+// softplus and its derivatives as act_scalar computes them (the identity above 20), on packs.
+template <class V>
+HINN_HD void softplus_pack(V z, V& s, V& d1, V& d2) {
+  using S = scalar_t<V>;
+  typedef typename std::conditional<sizeof(S) == 8, long long, int>::type I;
+  typedef I IV __attribute__((vector_size(sizeof(V))));
+  const V a = (V)((IV)z & ~(IV)splat<V>(S(-0.0)));  // |z|
+  const V e = exp_nonpositive(-a);
+  const V r = S(1) / (S(1) + e);
+  const V pos = z > S(0) ? z : splat<V>(S(0));
+  s = z > S(20) ? z : pos + log1p_unit(e);
+  d1 = z > S(20) ? splat<V>(S(1)) : (z >= S(0) ? r : e * r);
+  d2 = z > S(20) ? splat<V>(S(0)) : e * r * r;
 }
 
 // float32 tanh as a rational function: tanh(x) ≈ x P(u) / Q(u), u = x²/81, x clamped to [−9, 9]
@@ -126,17 +184,7 @@ HINN_HD void act_pack(int act, V z, V& s, V& d1, V& d2) {
     d2 = S(-2) * s * d1;
     return;
   }
-  V rs = z, r1 = z, r2 = z;  // every lane is overwritten; built whole, then assigned (no partial writes)
-  for (int i = 0; i < lanes<V>::n; ++i) {
-    S a, b, c;
-    act_scalar<S>(act, z[i], a, b, c);
-    rs[i] = a;
-    r1[i] = b;
-    r2[i] = c;
-  }
-  s = rs;
-  d1 = r1;
-  d2 = r2;
+  softplus_pack(z, s, d1, d2);
 }
 #endif
 

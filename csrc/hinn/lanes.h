@@ -148,9 +148,11 @@ HINN_HD scalar_t<V> lane(const V& v, int l) {
   }
 }
 
+// s − (+0) is s for every s, −0 included (s + 0 would turn −0 into +0 and break sign masks); the
+// compiler folds the subtraction away.
 template <class V, class S>
 HINN_HD V splat(S s) {
-  return V{} + static_cast<scalar_t<V>>(s);
+  return static_cast<scalar_t<V>>(s) - V{};
 }
 
 }  // namespace hinn::HINN_ISA
