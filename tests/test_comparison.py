@@ -12,7 +12,7 @@ import torch
 
 import hinn
 from hinn.cli import main
-from hinn.comparison import PROTOCOLS, authors_energy_mse, make_data, protocol_system
+from hinn.comparison import PROTOCOLS, authors_energy_mse, compare, make_data, make_model, protocol_system
 from hinn.hnn import MLPBaseline, MLPHamiltonian
 from hinn.metrics import adaptive_energy_mse, split_means_stderr
 from hinn.objectives import derivative_loss
@@ -138,6 +138,23 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     res = json.load(open(os.path.join(out, "results.json")))
     assert set(res["models"]) == {"hinn"} and res["protocol"]["window"] == 29 and res["protocol"]["fit_starts"]
     assert np.isfinite(res["models"]["hinn"]["adaptive_energy_mse"])
+    # HINN with hinn's own network (the fused backend's window loss), a short window
+    net_args = ["--network", "resnet", "--width", "8", "--depth", "1", "--activation", "softplus", "--window", "3"]
+    assert main(args + ["--models", "hinn"] + net_args) == 0
+    res = json.load(open(os.path.join(out, "results.json")))
+    pr = res["protocol"]
+    assert (pr["network"], pr["width"], pr["depth"], pr["activation"], pr["window"]) == ("resnet", 8, 1, "softplus", 3)
+    assert np.isfinite(res["models"]["hinn"]["adaptive_energy_mse"])
+    assert "HamiltonianNet 8 x 1 softplus" in open(os.path.join(out, "table.md")).read()
+
+
+def test_compare_network_choice():
+    proto = replace(PROTOCOLS["spring"], network="resnet", width=8, depth=1, activation="tanh")
+    net = make_model("hinn", 1, proto)
+    assert isinstance(net, hinn.HamiltonianNet) and (net.width, net.depth, net.time_dependent) == (8, 1, False)
+    assert isinstance(make_model("hnn", 1, proto), MLPHamiltonian)  # HNN keeps its MLP
+    with pytest.raises(ValueError, match="network must be one of"):
+        compare("spring", models=["hinn"], network="mlp2", progress=False)
 
 
 class _ExactSpring:

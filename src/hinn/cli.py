@@ -20,7 +20,7 @@ import torch
 
 from . import __version__, distributed
 from .backends import BACKENDS
-from .comparison import MODELS, PROTOCOLS
+from .comparison import MODELS, NETWORKS, PROTOCOLS
 from .data import USER_DATA
 from .devices import resolve_device
 from .experiments import POSTER, PRESETS, preset_overrides
@@ -171,6 +171,10 @@ def _compare(args) -> int:
             ("scheme", args.scheme),
             ("window", args.window),
             ("fit_starts", args.fit_starts or None),
+            ("network", args.network),
+            ("width", args.width),
+            ("depth", args.depth),
+            ("activation", args.activation),
         )
         if v is not None
     }
@@ -307,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")
     cp.add_argument("--fit-initial-states", dest="fit_starts", action="store_true",
                     help="HINN fits every training window's starting state with the network")  # fmt: skip
+    cp.add_argument("--network", choices=list(NETWORKS),
+                    help="HINN's H: HNN's MLP (default) or hinn's HamiltonianNet (fused backend)")  # fmt: skip
+    cp.add_argument("--width", type=int, help="the HamiltonianNet's width (default 32)")
+    cp.add_argument("--depth", type=int, help="the HamiltonianNet's residual layers (default 2)")
+    cp.add_argument("--activation", choices=list(ACTIVATIONS), help="the HamiltonianNet's (default softplus)")
     cp.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS),
                     help="the models to train (default: all three)")  # fmt: skip
     cp.add_argument("--no-progress", action="store_true")

@@ -7,7 +7,8 @@ by sample index as their code does; three models trained with Adam on the same d
 * ``baseline``: MLP in → 200 → 200 → 2d predicting (q̇, ṗ) (derivative loss);
 * ``hnn``: the same MLP with output H, vector field (∂H/∂p, −∂H/∂q) (derivative loss);
 * ``hinn``: the same Hamiltonian MLP trained with the trajectory objective on consecutive observations,
-  integrated with ``scheme`` at the data's time step (HINN, Hayes et al.).
+  integrated with ``scheme`` at the data's time step (HINN, Hayes et al.); with ``network="resnet"``,
+  hinn's own :class:`hinn.HamiltonianNet` (``width``, ``depth``, ``activation``) on the fused backend.
 
 All three train through hinn's one training loop (:func:`hinn.train.fit`) with the objectives of
 :mod:`hinn.objectives`, and are scored by :mod:`hinn.metrics`:
@@ -39,12 +40,14 @@ from .data import Trajectories
 from .devices import DeviceLike, resolve_device
 from .hnn import MLPBaseline, MLPHamiltonian
 from .metrics import adaptive_energy_mse, integrate_adaptive, learned_energy, split_means_stderr
+from .network import HamiltonianNet
 from .objectives import DerivativeObjective, TrajectoryObjective, derivative_loss
 from .plots import comparison_figure
 from .systems import SpringMass, System, ThreeBody, TwoBody
 from .train import fit
 
 MODELS = ("baseline", "hnn", "hinn")
+NETWORKS = ("mlp", "resnet")  # HINN's H_θ
 
 # Numbers published in the HNN repository (energy MSE, and test MSE of the derivatives).
 PUBLISHED = {
@@ -84,6 +87,10 @@ class Protocol:
     window: int = 1  # HINN: K-step rollout windows (1: consecutive pairs)
     fit_starts: bool = False  # HINN: initial-state optimisation (every window's start fitted with θ)
     hidden: int = 200
+    network: str = "mlp"  # HINN's H_θ: the HNN MLP above ("mlp") or hinn's HamiltonianNet ("resnet")
+    width: int = 32  # the HamiltonianNet's width, depth and activation (network="resnet")
+    depth: int = 2
+    activation: str = "softplus"
     seed: int = 0
     authors_rtol: float = 1e-12  # the spring notebook's solver tolerance (the authors' energy procedure)
 
@@ -180,6 +187,11 @@ def make_model(kind: str, dim: int, proto: Protocol, device=None):
     torch.manual_seed(proto.seed)
     if kind == "baseline":
         return MLPBaseline(dim, proto.hidden, dtype=torch.float64, device=device)
+    if kind == "hinn" and proto.network == "resnet":
+        return HamiltonianNet(
+            dim, proto.width, proto.depth, time_dependent=False, activation=proto.activation,
+            dtype=torch.float64, device=device,
+        )  # fmt: skip
     if kind in ("hnn", "hinn"):
         return MLPHamiltonian(dim, proto.hidden, dtype=torch.float64, device=device)
     raise ValueError(f"unknown model {kind!r}; valid models are {', '.join(MODELS)}")
@@ -342,6 +354,9 @@ def compare(
         raise ValueError(f"models must be some of {', '.join(MODELS)}; got {list(models)}")
     if not seeds:
         raise ValueError("need at least one seed")
+    network = overrides.get("network", PROTOCOLS[name].network)
+    if network not in NETWORKS:
+        raise ValueError(f"HINN's network must be one of {', '.join(NETWORKS)}; got {network!r}")
     system = protocol_system(name)
     per_seed, trajs = [], {}
     for seed in seeds:
@@ -388,9 +403,13 @@ def markdown_table(name: str, results: Dict) -> str:
     pr = results["protocol"]
     seeds = results["seeds"]
     spread = "mean ± s.e. over seeds" if len(seeds) > 1 else "± the metric's own error bar"
+    net = "HNN's MLP"
+    if pr.get("network") == "resnet":
+        net = f"HamiltonianNet {pr['width']} x {pr['depth']} {pr['activation']}"
+    starts = ", fitted starts" if pr.get("fit_starts") else ""
     rows = [
-        f"**{name}** (data seeds {', '.join(map(str, seeds))}, {spread}; HINN: {pr['scheme']}, "
-        f"{pr['window']}-step windows)",
+        f"**{name}** (data seeds {', '.join(map(str, seeds))}, {spread}; HINN: {net}, {pr['scheme']}, "
+        f"{pr['window']}-step windows{starts})",
         "",
         "| model | test MSE | energy MSE (hinn's procedure) | energy MSE (authors' procedure) "
         "| published energy MSE | rollout MSE | learned-H drift | published test MSE |",
