@@ -23,6 +23,27 @@ hinn::Buf read_buf(const std::string& k, py::handle v) {
   return {tup[0].cast<std::uintptr_t>(), tup[1].cast<long>()};
 }
 
+template <class S>
+bool finite_span(const S* x, long n) {
+  bool ok = true;
+  for (long i = 0; i < n; ++i) ok &= std::isfinite(x[i]);
+  return ok;
+}
+
+// Whether every value in these CPU buffers of one dtype is finite: the public entry points' NaN/inf check
+// of their inputs in one call (a torch reduction per tensor and the host read of its result cost several
+// microseconds each on every step).
+bool all_finite(const std::vector<std::pair<std::uintptr_t, long>>& bufs, int dtype) {
+  if (dtype != hinn::kFloat32 && dtype != hinn::kFloat64) throw py::value_error("all_finite: dtype must be a DTYPES code");
+  for (const auto& [ptr, n] : bufs) {
+    if (n < 0 || (n > 0 && ptr == 0)) throw py::value_error("all_finite: a buffer is null or has a negative size");
+    const bool ok = dtype == hinn::kFloat64 ? finite_span(reinterpret_cast<const double*>(ptr), n)
+                                            : finite_span(reinterpret_cast<const float*>(ptr), n);
+    if (!ok) return false;
+  }
+  return true;
+}
+
 // Buffers as (ptr, numel) pairs and scalars, every one by name (core.h, types.h): an unknown or misspelled
 // name is an error, so that no two arguments can be swapped unnoticed.
 void set_arg(Call& c, const std::string& k, py::handle v) {
@@ -169,6 +190,8 @@ PYBIND11_MODULE(_core, m) {
         "csrc/core.h.");
   m.attr("OPTIMIZERS") = py::dict(py::arg("gd") = static_cast<int>(hinn::kOptimGD),
                                   py::arg("adam") = static_cast<int>(hinn::kOptimAdam));
+  m.def("all_finite", &all_finite, py::arg("buffers"), py::arg("dtype"),
+        "Whether every value in these CPU buffers, (data_ptr, numel) pairs of one dtype, is finite.");
   m.def("workspace_bytes", &workspace_bytes, py::arg("op"), py::arg("desc"),
         "Bytes of device workspace (argument 'work') that a CUDA call with the same arguments needs; "
         "0 on the CPU.");

@@ -71,6 +71,28 @@ def test_non_finite_inputs(net, backend, bad):
         hinn.step(net, 0.0, p, q.nan_to_num(), float("inf"))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("layout", ["contiguous", "strided"])
+def test_non_finite_anywhere(dtype, bad, layout):
+    # every position of every input, through the compiled check (contiguous) and torch's (strided views)
+    net = hinn.HamiltonianNet(2, width=4, depth=1, dtype=dtype)
+    base = torch.randn(7, 4 if layout == "strided" else 2, dtype=dtype)
+    view = (lambda x: x[:, ::2]) if layout == "strided" else (lambda x: x)
+    for name in ("p", "q"):
+        for i in range(7):
+            for j in range(2):
+                p, q = base.clone(), base.clone()
+                view(p if name == "p" else q)[i, j] = bad
+                with pytest.raises(ValueError, match=f"{name} contains NaN or infinite values"):
+                    net.grad(0.0, view(p), view(q))
+    t = torch.zeros(7, dtype=dtype)
+    t[6] = bad
+    with pytest.raises(ValueError, match="t contains NaN or infinite values"):
+        hinn.step(net, t, view(base), view(base), 0.1)
+    net.grad(0.0, view(base), view(base))  # and finite inputs pass
+
+
 def test_huge_finite_inputs_are_accepted():
     # their sum overflows to infinity, but nothing is NaN or infinite
     net = hinn.HamiltonianNet(1, width=2, depth=1, dtype=torch.float32)

@@ -173,3 +173,28 @@ def test_activation_accuracy(activation, dtype, cpu_isa):
     err = (H.double() - ref).abs() - 8 * eps * ref.abs()
     assert err.max() <= tiny, f"{activation} {dtype}: z = {zz[err.argmax()]}: {H[err.argmax()]} vs {ref[err.argmax()]}"
     assert ((gp[:, 0].double() - dref).abs()).max() < 8 * eps
+
+
+def test_outputs_without_a_graph_equal_those_with_one():
+    # no_grad, or inputs that require no grad: the ops run without the autograd Function, same numbers
+    net = hinn.HamiltonianNet(2, width=6, depth=2, dtype=torch.float64, backend="fused")
+    p, q = torch.randn(9, 2, dtype=torch.float64), torch.randn(9, 2, dtype=torch.float64)
+    with_graph = [
+        net(0.3, p, q), *net.grad(0.3, p, q), *hinn.step(net, 0.3, p, q, 0.1, "leapfrog"),
+        *hinn.rollout(net, 0.3, p, q, 0.1, 4, "rk4"),
+    ]  # fmt: skip
+    assert all(x.grad_fn is not None for x in with_graph)
+    with torch.no_grad():
+        without = [
+            net(0.3, p, q), *net.grad(0.3, p, q), *hinn.step(net, 0.3, p, q, 0.1, "leapfrog"),
+            *hinn.rollout(net, 0.3, p, q, 0.1, 4, "rk4"),
+        ]  # fmt: skip
+    for a, b in zip(with_graph, without):
+        assert b.grad_fn is None and not b.requires_grad
+        assert torch.equal(a.detach(), b)
+    net.theta.requires_grad_(False)
+    P, Q = hinn.rollout(net, 0.3, p, q, 0.1, 4, "rk4")
+    assert P.grad_fn is None and torch.equal(P, without[-2])
+    pr = p.clone().requires_grad_()  # a state that requires grad still gets its gradient
+    (g,) = torch.autograd.grad(hinn.step(net, 0.3, pr, q, 0.1, "leapfrog")[0].sum(), pr)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0

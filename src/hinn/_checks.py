@@ -6,6 +6,11 @@ from typing import Optional, Tuple, Union
 
 import torch
 
+try:  # the compiled core's finiteness check (CPU); without the core, torch reductions do the same
+    from . import _core
+except ImportError:  # pragma: no cover - a build without the extension
+    _core = None
+
 Time = Union[float, int, torch.Tensor]
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -16,15 +21,30 @@ def _is_compiling() -> bool:
     return bool(compiler is not None and compiler.is_compiling())
 
 
+def _all_finite_cpu(xs) -> Optional[bool]:
+    """The compiled core's check for contiguous CPU tensors of one floating dtype; None where it
+    does not apply (no core, CUDA, strided or mixed tensors)."""
+    if _core is None:
+        return None
+    dtype = xs[0].dtype
+    if dtype not in FLOAT_DTYPES:
+        return None
+    if any(x.device.type != "cpu" or x.dtype != dtype or not x.is_contiguous() for x in xs):
+        return None
+    return _core.all_finite([(x.data_ptr(), x.numel()) for x in xs], _core.DTYPES[str(dtype)[6:]])
+
+
 def check_finite(**tensors: torch.Tensor) -> None:
     """Raise ``ValueError`` naming the first tensor that holds NaN or infinity."""
     if _is_compiling():  # data-dependent checks cannot be traced; the eager path checks the same inputs
         return
-    # One reduction for all: any NaN or infinity makes the sum non-finite. A finite sum is proof; a
-    # non-finite one (or an overflow of huge finite values) is sorted out tensor by tensor. 9 µs
-    # instead of 23 µs for a poster-size batch, on the hot path of every training step.
-    total = sum(x.sum() for x in tensors.values())
-    if bool(torch.isfinite(total)):
+    xs = list(tensors.values())
+    ok = _all_finite_cpu(xs)
+    if ok is None:
+        # One reduction for all: any NaN or infinity makes the sum non-finite. A finite sum is proof; a
+        # non-finite one (or an overflow of huge finite values) is sorted out tensor by tensor.
+        ok = bool(torch.isfinite(sum(x.sum() for x in xs)))
+    if ok:
         return
     for name, x in tensors.items():
         if not bool(torch.isfinite(x).all()):

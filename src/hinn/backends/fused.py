@@ -538,9 +538,18 @@ def _eager_function(name: str, impl, setup, backward):
         ctx.eager = True
         return output
 
-    return type(
+    apply = type(
         name, (torch.autograd.Function,), {"forward": staticmethod(forward), "backward": staticmethod(backward)}
     ).apply
+
+    def call(*inputs):
+        # without a graph to record (no_grad, or no input that requires grad) the Function's machinery
+        # is pure cost: evaluation, rollouts and an adaptive solver's right-hand sides call impl directly
+        if torch.is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in inputs):
+            return apply(*inputs)
+        return impl(*inputs)
+
+    return call
 
 
 _hamiltonian = _eager_function("Hamiltonian", _hamiltonian_impl, _grad_setup, _ham_bwd)
