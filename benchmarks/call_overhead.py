@@ -1,0 +1,80 @@
+"""What a call through the public API costs beyond the core's own work, at the minibatch size training
+uses (N = 100, d = 1 with t, width 16, depth 4, float64, symplectic Euler, 1 thread).
+
+    taskset -c 1 python benchmarks/call_overhead.py [--rounds 3] [--calls 2000]
+
+Rows: the core's step called directly with prepared arguments (no Python around it); ``hinn.step``
+under ``torch.no_grad()``; ``hinn.step`` + MSE + ``backward()`` (a user's training step); the compiled
+window loss of the same step (what ``fit`` runs). Microseconds per call, each round's mean, rounds in
+alternation. To compare two builds, run it from each install in alternating processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+import hinn
+from hinn.backends import fused
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--calls", type=int, default=2000)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    N, dtype, h, scheme = 100, torch.float64, 0.1, "symplectic_euler"
+    net = hinn.HamiltonianNet(1, width=16, depth=4, time_dependent=True, dtype=dtype)
+    t = torch.zeros(N, dtype=dtype)
+    p, q, p1, q1 = (torch.randn(N, 1, dtype=dtype) for _ in range(4))
+    code, params = fused.scheme_code(hinn.integrators.get_scheme(scheme), h)
+    spec, theta = fused.spec_of(net), net.theta.detach()
+    out_p, out_q = torch.empty_like(p), torch.empty_like(q)
+    buf = {k: (v.data_ptr(), v.numel()) for k, v in dict(theta=theta, t=t, p=p, q=q, P=out_p, Q=out_q).items()}
+    buf.update(scheme=code, h=h, steps=1, trajectory=False)
+    desc = fused._desc(tuple(spec), float(net.resnet_step))
+    common = dict(dtype=fused._dtype_code(dtype), N=N, nthreads=1, cuda=False)
+
+    def core_step():
+        fused.core.call(fused.core.OPS["rollout"], desc, **common, **buf)
+
+    def step_no_grad():
+        with torch.no_grad():
+            hinn.step(net, t, p, q, h, scheme)
+
+    def training_step():
+        net.zero_grad(set_to_none=True)
+        pn, qn = hinn.step(net, t, p, q, h, scheme)
+        (((pn - p1) ** 2).mean() + ((qn - q1) ** 2).mean()).backward()
+
+    def window():
+        fused.window_loss_grad(theta, t, p, q, p1[None], q1[None], spec, net.resnet_step, h, code, 1.0, params)
+
+    rows = {
+        "the core's step, called directly": core_step,
+        "hinn.step under no_grad": step_no_grad,
+        "hinn.step + MSE + backward()": training_step,
+        "compiled window loss and gradient": window,
+    }
+    times = {k: [] for k in rows}
+    for f in rows.values():
+        for _ in range(50):
+            f()
+    for _ in range(args.rounds):
+        for name, f in rows.items():
+            start = time.perf_counter()
+            for _ in range(args.calls):
+                f()
+            times[name].append(1e6 * (time.perf_counter() - start) / args.calls)
+    print("| call | µs per call (rounds) |")
+    print("|---|---|")
+    for name, ts in times.items():
+        print(f"| {name} | {' '.join(f'{x:.1f}' for x in ts)} |")
+
+
+if __name__ == "__main__":
+    main()
