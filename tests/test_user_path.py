@@ -203,7 +203,8 @@ def test_eval_writes_beside_the_training_metrics(tmp_path, capsys):
     rc, text, _ = _cli(capsys, "eval", out, "--data", f, "--coords", "0")
     assert rc == 0 and "eval.json, figures" in text and "checkpoint" not in text
     assert json.load(open(os.path.join(out, "metrics.json"))) == before
-    assert {"train_seconds", "epochs_run", "backend", "device"} <= set(before)
+    assert {"train_seconds", "fit_seconds", "epochs_run", "backend", "device"} <= set(before)
+    assert 0 < before["fit_seconds"] < before["train_seconds"]
     assert json.load(open(os.path.join(out, "eval-mine", "eval.json")))["n_test_trajectories"] == 8
     rc, _, err = _cli(capsys, "eval", out, "--coords", "3")
     assert rc == 1 and "do not index p, q of dimension d = 1" in err

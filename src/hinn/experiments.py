@@ -89,7 +89,8 @@ def run(
     if not distributed.is_main():  # under torchrun, rank 0 evaluates and writes
         return {}
     extra = {
-        "train_seconds": wall,
+        "train_seconds": wall,  # all of train(): the data made and written, the network fitted
+        "fit_seconds": result.fit_seconds,  # the fitting alone
         "backend": result.net.backend_name(),
         "device": describe(result.net.theta.device),
         "epochs_run": len(result.history),

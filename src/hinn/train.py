@@ -17,6 +17,7 @@ import math
 import os
 import platform
 import sys
+import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Dict, List, Optional, Tuple
@@ -158,6 +159,7 @@ class TrainResult:
     history: List[Dict] = field(default_factory=list)
     stopped_early: bool = False
     config: Optional[TrainConfig] = None
+    fit_seconds: Optional[float] = None  # the optimisation alone (fit), without making and writing the data
 
 
 @dataclass
@@ -659,6 +661,7 @@ def train(
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(asdict(cfg), f, indent=1)
         data.save(os.path.join(out_dir, "data.npz"))
+    start = time.perf_counter()
     res = fit(
         net,
         train_obj,
@@ -679,7 +682,7 @@ def train(
         objective_warmup=cfg.epochs // 2 if cfg.starts_warmup is None else cfg.starts_warmup,
         objective_refine=cfg.starts_refine if cfg.fit_starts else 0,
     )
-    return TrainResult(net, data, res.history, res.stopped_early, cfg)
+    return TrainResult(net, data, res.history, res.stopped_early, cfg, time.perf_counter() - start)
 
 
 def _plain(d: Dict) -> Dict:
