@@ -31,7 +31,12 @@ def _all_finite_cpu(xs) -> Optional[bool]:
         return None
     if any(x.device.type != "cpu" or x.dtype != dtype or not x.is_contiguous() for x in xs):
         return None
-    return _core.all_finite([(x.data_ptr(), x.numel()) for x in xs], _core.DTYPES[str(dtype)[6:]])
+    return _core.all_finite([(x.data_ptr(), x.numel()) for x in xs], dtype_code(dtype))
+
+
+def dtype_code(dtype: torch.dtype) -> int:
+    """The compiled core's code for a floating dtype (``hinn._core.DTYPES``)."""
+    return _core.DTYPES[str(dtype).rsplit(".", 1)[-1]]
 
 
 def check_finite(**tensors: torch.Tensor) -> None:

@@ -94,6 +94,10 @@ class Protocol:
     seed: int = 0
     authors_rtol: float = 1e-12  # the spring notebook's solver tolerance (the authors' energy procedure)
 
+    def __post_init__(self) -> None:
+        if self.network not in NETWORKS:
+            raise ValueError(f"HINN's network must be one of {', '.join(NETWORKS)}; got {self.network!r}")
+
 
 PROTOCOLS = {
     "spring": Protocol("spring", (0.0, 3.0), 30, 50, 1e-10, 0.1, 0.5, False, 2000, None, 1e-3, 1e-4, (0.0, 20.0), 100),
@@ -354,9 +358,6 @@ def compare(
         raise ValueError(f"models must be some of {', '.join(MODELS)}; got {list(models)}")
     if not seeds:
         raise ValueError("need at least one seed")
-    network = overrides.get("network", PROTOCOLS[name].network)
-    if network not in NETWORKS:
-        raise ValueError(f"HINN's network must be one of {', '.join(NETWORKS)}; got {network!r}")
     system = protocol_system(name)
     per_seed, trajs = [], {}
     for seed in seeds:

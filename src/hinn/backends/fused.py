@@ -35,6 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
+from .._checks import dtype_code
 from ..implicit import SolverError
 from ..scheme import COMPILED_SCHEMES
 from .base import Backend
@@ -128,9 +129,7 @@ def _desc(spec: Tuple[int, ...], hr: float):
     return core.NetDesc(d=d, time=time, width=w, depth=L, act=act, hr=hr)
 
 
-@lru_cache(maxsize=None)
-def _dtype_code(dtype: torch.dtype) -> int:
-    return core.DTYPES[str(dtype).rsplit(".", 1)[-1]]
+_dtype_code = lru_cache(maxsize=None)(dtype_code)
 
 
 def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, entry=None, **args) -> None:
