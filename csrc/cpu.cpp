@@ -24,10 +24,17 @@ namespace {
 constexpr int kBlockRegs = HINN_BLOCK_REGS;
 constexpr int kBlockMinWidth = HINN_BLOCK_MIN_WIDTH;
 
-// Parameter cotangents, one register's lanes per parameter (a block first sums its registers).
+// Parameter cotangents, one register's lanes per parameter (a block first sums its registers). Blocks
+// keep the residual layers' weights apart (acc_layer_weights below): gw, one row of nv registers per
+// input j of each layer (columns k >= width are zero), and zt, the transposition buffer.
 template <class V>
 struct AccLanes {
-  base_t<V>* g;
+  using B = base_t<V>;
+  B* g;
+  B* gw = nullptr;
+  B* zt = nullptr;
+  long first = 0, layer_size = 0;  // offset of K_1, and from one residual layer's K to the next
+  int nv = 0;                      // registers per row of gw and zt
   void operator()(long i, const V& val) { g[i] += fold(val); }
 };
 // A block's a b + c d summed over its registers as one chain of FMAs into the accumulator: no products
@@ -39,6 +46,86 @@ inline void acc_outer(AccLanes<vblock<B, NB>>& acc, long i, const vblock<B, NB>&
 #pragma GCC unroll 16
   for (int r = 0; r < NB; ++r) t = c.v[r] * d.v[r] + (a.v[r] * b.v[r] + t);
   acc.g[i] = t;
+}
+
+// The weight cotangent of a residual layer over a block of samples, Σ_s u_s z̄_sᵀ + u̇_s ż̄_sᵀ, as a matrix
+// product: z̄ and ż̄ transposed into zt (sample-major, 2·Pn rows of nv registers), then tiles of RJ inputs ×
+// CK registers of outputs held in registers over the 2·Pn samples, each u_j broadcast from the block's
+// own storage. Per block every weight is read and written once, as a scalar, instead of a
+// load-fold-store of a whole register per weight (w = 256, float32: 4 MB of per-lane accumulator, past
+// L2, against 256 KB). RJ × CK accumulators fit the register file with the operands beside them.
+#if HINN_VEC_BYTES == 64
+constexpr int kTileRows = 4, kTileRegs = 4;
+#else
+constexpr int kTileRows = 4, kTileRegs = 2;
+#endif
+
+#ifndef HINN_BY_LAYER_MIN_WIDTH
+#define HINN_BY_LAYER_MIN_WIDTH 64
+#endif
+constexpr int kByLayerMinWidth = HINN_BY_LAYER_MIN_WIDTH;
+
+template <int RJ, int CK, class B, int NB>
+inline void weight_tile(const vblock<B, NB>* u, const vblock<B, NB>* ud, const B* zt, int nv, B* g) {
+  using S = scalar_t<B>;
+  constexpr int Pn = NB * lanes<B>::n;
+  B c[RJ][CK];
+#pragma GCC unroll 16
+  for (int r = 0; r < RJ; ++r)
+#pragma GCC unroll 16
+    for (int k = 0; k < CK; ++k) c[r][k] = B{};
+  for (int half = 0; half < 2; ++half) {
+    const vblock<B, NB>* src = half ? ud : u;
+    const B* rows = zt + (long)half * Pn * nv;
+    for (int s = 0; s < Pn; ++s) {
+      const B* zrow = rows + (long)s * nv;
+#pragma GCC unroll 16
+      for (int r = 0; r < RJ; ++r) {
+        const S us = reinterpret_cast<const S*>(&src[r])[s];
+#pragma GCC unroll 16
+        for (int k = 0; k < CK; ++k) c[r][k] += us * zrow[k];
+      }
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < RJ; ++r)
+#pragma GCC unroll 16
+    for (int k = 0; k < CK; ++k) g[(long)r * nv + k] += c[r][k];
+}
+
+template <int RJ, class B, int NB>
+inline void weight_tiles_of_rows(const vblock<B, NB>* u, const vblock<B, NB>* ud, const B* zt, int nv, B* g) {
+  int k = 0;
+  for (; k + kTileRegs <= nv; k += kTileRegs) weight_tile<RJ, kTileRegs>(u, ud, zt + k, nv, g + k);
+  switch (nv - k) {  // the last registers of a row: fewer than a tile's
+    case 3: weight_tile<RJ, 3>(u, ud, zt + k, nv, g + k); break;
+    case 2: weight_tile<RJ, 2>(u, ud, zt + k, nv, g + k); break;
+    case 1: weight_tile<RJ, 1>(u, ud, zt + k, nv, g + k); break;
+    default: break;
+  }
+}
+
+template <class B, int NB>
+inline void acc_layer_weights(AccLanes<vblock<B, NB>>& acc, long ol, int w, vblock<B, NB>* u, vblock<B, NB>* ud,
+                              vblock<B, NB>* z, vblock<B, NB>* zd) {
+  if (!acc.gw) {  // below kByLayerMinWidth
+    fold_layer_weights(acc, ol, w, u, ud, z, zd);
+    return;
+  }
+  using S = scalar_t<B>;
+  constexpr int n = lanes<B>::n, Pn = NB * n;
+  const int nv = acc.nv;
+  S* zts = reinterpret_cast<S*>(acc.zt);
+  const long row = (long)nv * n;
+  for (int s = 0; s < Pn; ++s)
+    for (int k = 0; k < w; ++k) {
+      zts[s * row + k] = reinterpret_cast<const S*>(&z[k])[s];
+      zts[(Pn + s) * row + k] = reinterpret_cast<const S*>(&zd[k])[s];
+    }
+  B* g = acc.gw + (ol - acc.first) / acc.layer_size * w * nv;
+  int j = 0;
+  for (; j + kTileRows <= w; j += kTileRows) weight_tiles_of_rows<kTileRows>(u + j, ud + j, acc.zt, nv, g + (long)j * nv);
+  for (; j < w; ++j) weight_tiles_of_rows<1>(u + j, ud + j, acc.zt, nv, g + (long)j * nv);
 }
 
 // How a block's scratch is addressed (strided.h). The scalar build, which runs a CUDA thread's arithmetic,
@@ -79,11 +166,21 @@ void run_blocks(const NetDesc& nd, const Call& c) {
   const long max_useful = std::max<long>(1, c.N / kMinSamplesPerThread);
   const int nt = (int)std::max<long>(1, std::min<long>(std::min<long>(c.nthreads, nblocks), max_useful));
   std::vector<std::vector<G>> partial(nt);
+  // From kByLayerMinWidth on, blocks of registers keep the residual layers' weight cotangents apart
+  // (acc_layer_weights): below it, transposing z̄ and ż̄ costs more than the per-lane accumulator, which
+  // then fits L2 anyway (benchmarks/RESULTS.md).
+  const bool by_layer = lanes<V>::n > lanes<G>::n && nd.width >= kByLayerMinWidth;
+  const int nv = (nd.width + lanes<G>::n - 1) / lanes<G>::n;
+  const long gw_len = by_layer && np ? (long)nd.depth * nd.width * nv : 0;
+  std::vector<std::vector<G>> partial_w(nt);
   auto work = [&](int tid) {
     std::vector<V> scratch(scratch_len * kScratchStride);
     std::vector<G>& acc_buf = partial[tid];
     acc_buf.assign(np, G{});
-    AccLanes<V> acc{acc_buf.data()};
+    partial_w[tid].assign(gw_len, G{});
+    std::vector<G> zt(gw_len ? 2L * lanes<V>::n * nv : 0, G{});
+    AccLanes<V> acc{acc_buf.data(), gw_len ? partial_w[tid].data() : nullptr, zt.data(), nd.off_layer(1),
+                    (long)nd.width * nd.width + nd.width, nv};
     const long b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
     for (long b = b0; b < b1; ++b) {
       const long n0 = b * Pn;
@@ -97,6 +194,12 @@ void run_blocks(const NetDesc& nd, const Call& c) {
 #pragma omp parallel num_threads(nt)
     work(omp_get_thread_num());
   }
+  for (int tid = 0; tid < nt && gw_len; ++tid)  // into lane 0 of the weights' otherwise untouched entries
+    for (int l = 1; l <= nd.depth; ++l)
+      for (int j = 0; j < nd.width; ++j)
+        for (int k = 0; k < nd.width; ++k)
+          lane(partial[tid][nd.off_layer(l) + (long)j * nd.width + k], 0) =
+              lane(partial_w[tid][((long)(l - 1) * nd.width + j) * nv + k / lanes<G>::n], k % lanes<G>::n);
   S* thb = c.theta_bar.as<S>();
   for (long i = 0; i < np; ++i) {
     double s = 0;  // lanes and threads summed in a fixed order

@@ -7,8 +7,9 @@ from conftest import BACKENDS, RTOL, converted, random_net, random_state, rel_er
 import hinn
 from hinn.backends import fused
 
-# (dim, width, depth, time_dependent, activation): widths 1..64, depths 0..20, d 1..4; depth 0 also wide
-# (its one-sweep passes)
+# (dim, width, depth, time_dependent, activation): widths 1..100, depths 0..20, d 1..4; depth 0 also wide
+# (its one-sweep passes); widths from 64 on form their weight cotangents as matrix products over a block
+# of samples, tiled by registers, with rows and registers left over at 90 and 100
 GRID = [
     (1, 3, 20, True, "tanh"),
     (1, 3, 20, False, "softplus"),
@@ -19,6 +20,8 @@ GRID = [
     (2, 64, 3, True, "tanh"),
     (1, 2, 1, True, "softplus"),
     (1, 24, 0, False, "softplus"),
+    (2, 90, 2, True, "tanh"),
+    (1, 100, 1, False, "softplus"),
 ]
 
 

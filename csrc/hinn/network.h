@@ -34,6 +34,22 @@ HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, con
   acc(i, a * b + c * d);
 }
 
+// acc(ol + j w + k, ·) for the w × w weights of a residual layer: u_j z̄_k + u̇_j ż̄_k summed over the lane
+// value's samples. A driver may overload it (argument-dependent lookup) to form the sum over a block of
+// samples as one matrix product instead of w² separate folds into a per-lane accumulator.
+template <class Acc, class UP, class UDP, class ZP>
+HINN_HD void fold_layer_weights(Acc& acc, long ol, int w, UP u, UDP ud, ZP z, ZP zd) {
+  using V = elem_t<ZP>;
+  for (int j = 0; j < w; ++j) {
+    const V uj = u[j], udj = ud[j];
+    for (int k = 0; k < w; ++k) acc_outer(acc, ol + (long)j * w + k, uj, V(z[k]), udj, V(zd[k]));
+  }
+}
+template <class Acc, class UP, class UDP, class ZP>
+HINN_HD void acc_layer_weights(Acc& acc, long ol, int w, UP u, UDP ud, ZP z, ZP zd) {
+  fold_layer_weights(acc, ol, w, u, ud, z, zd);
+}
+
 // Depth 0, the HNN papers' one hidden layer, usually 200–5000 wide: H = σ(x K_0 + b_0)·k + b_out.
 // H (WantH) and g = ∇_x H (WantG) in one sweep over the channels; with Keep, σ(z) into srow (a tanh
 // pass's row). The general passes keep several rows of w lane values per sample, which at those widths
@@ -333,10 +349,7 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
     }
     // K's cotangent and the matrix–vector products in separate sweeps: together they need more registers
     // than a wide block of samples leaves
-    for (int j = 0; j < w; ++j) {
-      const V u = ui[j], ud_j = udi[j];
-      for (int k = 0; k < w; ++k) acc_outer(acc, ol + j * w + k, u, z[k], ud_j, zd[k]);
-    }
+    acc_layer_weights(acc, ol, w, ui, udi, z, zd);
     if (adjoints) {  // ū only
       add_rows_times<V>(w, K, z, ub);
     } else {
