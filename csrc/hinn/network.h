@@ -135,11 +135,39 @@ HINN_HD void shallow_vjp(const NetDesc& nd, const S* th, PP P, VP v, V cH, XBP x
   else shallow_vjp_act<-1, ParamsOnly>(nd, th, P, v, cH, xbar, acc);
 }
 
-// out(k, z_k) for every output k of z = b + u K (b null: zero), u of width w, K (w, w) row-major. Two
-// outputs per sweep over u: twice the independent FMA chains of one.
+// How many outputs a matrix–vector sweep computes at once: four for a block of 512-bit registers (16
+// accumulators beside the block's 4 registers of input, of 32), else two.
+template <class V>
+HINN_HD constexpr int outputs_per_sweep() {
+#if HINN_VEC_BYTES == 64
+  return lanes<V>::n > lanes<base_t<V>>::n ? 4 : 2;
+#else
+  return 2;
+#endif
+}
+
+// out(k, z_k) for every output k of z = b + u K (b null: zero), u of width w, K (w, w) row-major. Several
+// outputs per sweep over u (outputs_per_sweep): as many times the independent FMA chains of one.
 template <class V, class S, class UP, class Out>
 HINN_HD void layer_outputs(int w, UP u, const S* K, const S* b, Out&& out) {
   int k = 0;
+  if constexpr (outputs_per_sweep<V>() == 4)
+    for (; k + 4 <= w; k += 4) {
+      V z0 = b ? splat<V>(b[k]) : V{}, z1 = b ? splat<V>(b[k + 1]) : V{};
+      V z2 = b ? splat<V>(b[k + 2]) : V{}, z3 = b ? splat<V>(b[k + 3]) : V{};
+      for (int j = 0; j < w; ++j) {
+        const V uj = u[j];
+        const S* Kj = K + (long)j * w + k;
+        z0 += uj * Kj[0];
+        z1 += uj * Kj[1];
+        z2 += uj * Kj[2];
+        z3 += uj * Kj[3];
+      }
+      out(k, z0);
+      out(k + 1, z1);
+      out(k + 2, z2);
+      out(k + 3, z3);
+    }
   for (; k + 2 <= w; k += 2) {
     V z0 = b ? splat<V>(b[k]) : V{}, z1 = b ? splat<V>(b[k + 1]) : V{};
     for (int j = 0; j < w; ++j) {
@@ -162,6 +190,22 @@ HINN_HD void layer_outputs(int w, UP u, const S* K, const S* b, Out&& out) {
 template <class V, class S, class CP, class AP>
 HINN_HD void add_rows_times(int w, const S* K, CP c, AP a) {
   int j = 0;
+  if constexpr (outputs_per_sweep<V>() == 4)
+    for (; j + 4 <= w; j += 4) {
+      V a0 = a[j], a1 = a[j + 1], a2 = a[j + 2], a3 = a[j + 3];
+      const S* Kj = K + (long)j * w;
+      for (int k = 0; k < w; ++k) {
+        const V ck = c[k];
+        a0 += Kj[k] * ck;
+        a1 += Kj[w + k] * ck;
+        a2 += Kj[2 * w + k] * ck;
+        a3 += Kj[3 * w + k] * ck;
+      }
+      a[j] = a0;
+      a[j + 1] = a1;
+      a[j + 2] = a2;
+      a[j + 3] = a3;
+    }
   for (; j + 2 <= w; j += 2) {
     V a0 = a[j], a1 = a[j + 1];
     for (int k = 0; k < w; ++k) {
@@ -353,7 +397,24 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
     if (adjoints) {  // ū only
       add_rows_times<V>(w, K, z, ub);
     } else {
-      for (int j = 0; j < w; ++j) {
+      int j = 0;
+      if constexpr (outputs_per_sweep<V>() == 4)  // two rows: four chains of each of their two products
+        for (; j + 2 <= w; j += 2) {
+          V a0 = ub[j], b0 = udb[j], a1 = ub[j + 1], b1 = udb[j + 1];
+          const S* Kj = K + (long)j * w;
+          for (int k = 0; k < w; ++k) {
+            const V zk = z[k], zdk = zd[k];
+            a0 += Kj[k] * zk;
+            b0 += Kj[k] * zdk;
+            a1 += Kj[w + k] * zk;
+            b1 += Kj[w + k] * zdk;
+          }
+          ub[j] = a0;
+          udb[j] = b0;
+          ub[j + 1] = a1;
+          udb[j + 1] = b1;
+        }
+      for (; j < w; ++j) {
         V a = ub[j], b = udb[j];
         for (int k = 0; k < w; ++k) {
           a += K[j * w + k] * z[k];
