@@ -150,6 +150,21 @@ inline ScratchPtr<V> scratch_view(V* sc, long) {
 }
 #endif
 
+#ifndef HINN_NARROW_TAIL_REGS
+#define HINN_NARROW_TAIL_REGS 2
+#endif
+constexpr int kNarrowTailRegs = HINN_NARROW_TAIL_REGS;
+
+// The samples from n0 on, one register of them at a time (the driver of narrow networks), parameter
+// cotangents folded into acc's per-lane sums.
+template <Op op, int W, class G>
+void run_narrow(const NetDesc& nd, const Call& c, long n0, long scratch_len, AccLanes<G> acc) {
+  constexpr int n = lanes<G>::n;
+  const Driver<W, G, ScratchPtr<G>> drv(nd, c, c.theta.as<const scalar_t<G>>());
+  std::vector<G> scratch(scratch_len * kScratchStride);
+  for (; n0 < c.N; n0 += n) drv.template run<op>(Block{n0, (int)std::min<long>(n, c.N - n0)}, scratch_view(scratch.data(), 0), acc);
+}
+
 // Runs the body of `op` over all blocks of lanes<V>::n samples; parameter cotangents into c.theta_bar.
 template <Op op, int W, class V>
 void run_blocks(const NetDesc& nd, const Call& c) {
@@ -166,6 +181,13 @@ void run_blocks(const NetDesc& nd, const Call& c) {
   const long max_useful = std::max<long>(1, c.N / kMinSamplesPerThread);
   const int nt = (int)std::max<long>(1, std::min<long>(std::min<long>(c.nthreads, nblocks), max_useful));
   std::vector<std::vector<G>> partial(nt);
+  // A last block with at most kNarrowTailRegs registers of live samples runs them one register at a time
+  // (run_narrow) instead of as a whole block: at N = 100 in float64 (blocks of 32 samples) the fourth
+  // block holds 4 samples and cost as much as each full one; one register alone costs a quarter to a
+  // third of a block, so three would not pay (measured, benchmarks/RESULTS.md).
+  constexpr bool blocked = lanes<V>::n > lanes<G>::n;
+  const long tail = c.N % Pn;
+  const bool narrow_tail = blocked && tail && (tail + lanes<G>::n - 1) / lanes<G>::n <= kNarrowTailRegs;
   // From kByLayerMinWidth on, blocks of registers keep the residual layers' weight cotangents apart
   // (acc_layer_weights): below it, transposing z̄ and ż̄ costs more than the per-lane accumulator, which
   // then fits L2 anyway (benchmarks/RESULTS.md).
@@ -184,6 +206,12 @@ void run_blocks(const NetDesc& nd, const Call& c) {
     const long b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
     for (long b = b0; b < b1; ++b) {
       const long n0 = b * Pn;
+      if constexpr (blocked) {
+        if (narrow_tail && b == nblocks - 1) {
+          run_narrow<op, W>(nd, c, n0, scratch_len, AccLanes<G>{acc_buf.data()});
+          continue;
+        }
+      }
       const Block blk{n0, (int)std::min<long>(Pn, c.N - n0)};
       drv.template run<op>(blk, scratch_view(scratch.data(), b), acc);
     }
@@ -194,11 +222,11 @@ void run_blocks(const NetDesc& nd, const Call& c) {
 #pragma omp parallel num_threads(nt)
     work(omp_get_thread_num());
   }
-  for (int tid = 0; tid < nt && gw_len; ++tid)  // into lane 0 of the weights' otherwise untouched entries
+  for (int tid = 0; tid < nt && gw_len; ++tid)  // into lane 0 (a narrow tail folds the weights there too)
     for (int l = 1; l <= nd.depth; ++l)
       for (int j = 0; j < nd.width; ++j)
         for (int k = 0; k < nd.width; ++k)
-          lane(partial[tid][nd.off_layer(l) + (long)j * nd.width + k], 0) =
+          lane(partial[tid][nd.off_layer(l) + (long)j * nd.width + k], 0) +=
               lane(partial_w[tid][((long)(l - 1) * nd.width + j) * nv + k / lanes<G>::n], k % lanes<G>::n);
   S* thb = c.theta_bar.as<S>();
   for (long i = 0; i < np; ++i) {
