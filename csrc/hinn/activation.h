@@ -50,6 +50,23 @@ struct InvFactorials {
 };
 inline constexpr InvFactorials kInvFactorial{};
 
+// What the pack functions share: ln2 split for Cody–Waite range reduction (hi with trailing zero bits,
+// so that n·hi is exact), and the lowest argument whose exp is still a normal number.
+template <class S>
+struct PackConstants {
+  static constexpr bool dbl = sizeof(S) == 8;
+  static constexpr S ln2_hi = dbl ? S(0.693147180369123816490) : S(0.693359375);
+  static constexpr S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
+  static constexpr S exp_lowest = dbl ? S(-708) : S(-87);
+};
+
+// The integer vector of V's shape, for bit operations on its lanes.
+template <class V>
+struct int_lanes {
+  using I = typename std::conditional<sizeof(scalar_t<V>) == 8, long long, int>::type;
+  typedef I type __attribute__((vector_size(sizeof(V))));
+};
+
 // exp(y) − 1 for packs, y <= 0, as 2^n and expm1(r): y = n ln2 + r with |r| <= ln2/2 (Cody–Waite split
 // of ln2), expm1(r) by its Taylor polynomial (degree 13 in double, 7 in float: truncation below half an
 // ulp, 0.11 ulp in double). y is clamped where 2^n is still a normal number (exp(y) then underflows).
@@ -58,23 +75,20 @@ HINN_HD void exp_split_nonpositive(V y, V& two_n, V& em_r) {
   using S = scalar_t<V>;
   constexpr bool dbl = sizeof(S) == 8;
   constexpr int deg = dbl ? 13 : 7;
+  using C = PackConstants<S>;
   const S log2e = S(1.4426950408889634074);
-  const S ln2_hi = dbl ? S(0.693147180369123816490) : S(0.693359375);
-  const S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
   const S magic = dbl ? S(6755399441055744.0) : S(12582912.0f);  // 1.5 * 2^(mantissa bits)
-  const S lowest = dbl ? S(-708) : S(-87);
-  y = y < lowest ? splat<V>(lowest) : y;
+  y = y < C::exp_lowest ? splat<V>(C::exp_lowest) : y;
   const V m = y * log2e + magic;  // magic + n, n = y log2e rounded to nearest, in the low mantissa bits
   const V n = m - magic;
-  V r = (y - n * ln2_hi) - n * ln2_lo;
+  V r = (y - n * C::ln2_hi) - n * C::ln2_lo;
   // Horner on r: 1/1! + r (1/2! + r (...)); 1/k! are exact-enough compile-time constants
   V poly = splat<V>(S(kInvFactorial.c[deg]));
 #pragma GCC unroll 16
   for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(kInvFactorial.c[k]);
   em_r = poly * r;
   // 2^n from the exponent bits; n as an integer is m's bits less magic's (no conversion)
-  using I = typename std::conditional<dbl, long long, int>::type;
-  typedef I IV __attribute__((vector_size(sizeof(V))));
+  using IV = typename int_lanes<V>::type;
   const IV ni = (IV)m - (IV)splat<V>(magic);
   const IV bits = (ni + (dbl ? 1023 : 127)) << (dbl ? 52 : 23);
   two_n = (V)bits;
@@ -94,8 +108,7 @@ HINN_HD V exp_nonpositive(V y) {
   using S = scalar_t<V>;
   V two_n, em_r;
   exp_split_nonpositive(y, two_n, em_r);
-  const S lowest = sizeof(S) == 8 ? S(-708) : S(-87);
-  return y < lowest ? splat<V>(S(0)) : two_n * em_r + two_n;
+  return y < PackConstants<S>::exp_lowest ? splat<V>(S(0)) : two_n * em_r + two_n;
 }
 
 // log1p(x) for packs, 0 <= x <= 1 (all softplus needs): u = 1 + x rounded, its rounding error c = x − (u − 1)
@@ -116,17 +129,15 @@ HINN_HD V log1p_unit(V x) {
   V poly = splat<V>(S(1) / S(2 * terms + 1));
 #pragma GCC unroll 16
   for (int j = terms - 1; j >= 1; --j) poly = poly * s2 + S(1) / S(2 * j + 1);
-  const S ln2_hi = dbl ? S(0.693147180369123816490) : S(0.693359375);
-  const S ln2_lo = dbl ? S(1.90821492927058770002e-10) : S(-2.12194440e-4);
-  return big * ln2_hi + ((S(2) * s + S(2) * s * s2 * poly) + (big * ln2_lo + c / u));
+  using C = PackConstants<S>;
+  return big * C::ln2_hi + ((S(2) * s + S(2) * s * s2 * poly) + (big * C::ln2_lo + c / u));
 }
 
 // softplus and its derivatives as act_scalar computes them (the identity above 20), on packs.
 template <class V>
 HINN_HD void softplus_pack(V z, V& s, V& d1, V& d2) {
   using S = scalar_t<V>;
-  typedef typename std::conditional<sizeof(S) == 8, long long, int>::type I;
-  typedef I IV __attribute__((vector_size(sizeof(V))));
+  using IV = typename int_lanes<V>::type;
   const V a = (V)((IV)z & ~(IV)splat<V>(S(-0.0)));  // |z|
   const V e = exp_nonpositive(-a);
   const V r = S(1) / (S(1) + e);
@@ -166,7 +177,7 @@ HINN_HD V tanh_pack(V z) {
     return tanh_rational_f32(z);
   } else {
     // |z| and the sign put back as bits: one operation each where compares and blends took three
-    typedef long long IV __attribute__((vector_size(sizeof(V))));
+    using IV = typename int_lanes<V>::type;
     const IV sign = (IV)z & (IV)splat<V>(S(-0.0));
     const V a = (V)((IV)z ^ sign);
     const V e = expm1_nonpositive(S(-2) * a);  // tanh|z| = −expm1(−2|z|) / (2 + expm1(−2|z|))

@@ -34,9 +34,7 @@ HINN_HD void acc_outer(Acc& acc, long i, const V& a, const V& b, const V& c, con
   acc(i, a * b + c * d);
 }
 
-// acc(ol + j w + k, ·) for the w × w weights of a residual layer: u_j z̄_k + u̇_j ż̄_k summed over the lane
-// value's samples. A driver may overload it (argument-dependent lookup) to form the sum over a block of
-// samples as one matrix product instead of w² separate folds into a per-lane accumulator.
+// acc(ol + j w + k, u_j z̄_k + u̇_j ż̄_k) for the w × w weights of a residual layer, weight by weight.
 template <class Acc, class UP, class UDP, class ZP>
 HINN_HD void fold_layer_weights(Acc& acc, long ol, int w, UP u, UDP ud, ZP z, ZP zd) {
   using V = elem_t<ZP>;
@@ -45,6 +43,8 @@ HINN_HD void fold_layer_weights(Acc& acc, long ol, int w, UP u, UDP ud, ZP z, ZP
     for (int k = 0; k < w; ++k) acc_outer(acc, ol + (long)j * w + k, uj, V(z[k]), udj, V(zd[k]));
   }
 }
+// The same sums, the hook the reverse sweep calls: a driver may overload it (argument-dependent lookup)
+// to form them over a block of samples as one matrix product (cpu.cpp).
 template <class Acc, class UP, class UDP, class ZP>
 HINN_HD void acc_layer_weights(Acc& acc, long ol, int w, UP u, UDP ud, ZP z, ZP zd) {
   fold_layer_weights(acc, ol, w, u, ud, z, zd);
@@ -398,7 +398,7 @@ HINN_PASS void vjp_from_primal(const NetDesc& nd, const S* th, PP P, VP v, V cH,
       add_rows_times<V>(w, K, z, ub);
     } else {
       int j = 0;
-      if constexpr (outputs_per_sweep<V>() == 4)  // two rows: four chains of each of their two products
+      if constexpr (outputs_per_sweep<V>() == 4)  // two rows at a time: four accumulators, as layer_outputs
         for (; j + 2 <= w; j += 2) {
           V a0 = ub[j], b0 = udb[j], a1 = ub[j + 1], b1 = udb[j + 1];
           const S* Kj = K + (long)j * w;
