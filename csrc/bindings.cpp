@@ -145,6 +145,8 @@ long workspace_bytes(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   return 0;
 }
 
+long kept_size(const hinn::NetDesc& nd, const py::kwargs& kw) { return hinn::kept_size(nd, parse(kw)); }
+
 hinn::NetDesc make_desc(int d, int time, int width, int depth, int act, double hr) {
   if (d < 1 || width < 1 || depth < 0 || (time != 0 && time != 1) || act < 0 || act >= hinn::kNumActivations ||
       !std::isfinite(hr))
@@ -195,6 +197,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("workspace_bytes", &workspace_bytes, py::arg("op"), py::arg("desc"),
         "Bytes of device workspace (argument 'work') that a CUDA call with the same arguments needs; "
         "0 on the CPU.");
+  m.def("kept_size", &kept_size, py::arg("desc"),
+        "Elements (of the call's dtype) of the buffer 'kept' in which a rollout (N, scheme, steps) keeps its "
+        "steps' stages for rollout_backward; 0 on CUDA, which recomputes them.");
 #ifdef HINN_WITH_CUDA
   m.attr("has_cuda") = true;
 #else

@@ -12,6 +12,9 @@ namespace hinn {
 // The drivers trust what passed it: this is the one check between a raw pointer and an out-of-bounds
 // access.
 void validate(Op op, const NetDesc& nd, const Call& c);
+// The elements (of the call's dtype) of the stages a rollout or step keeps for its backward (the buffer
+// `kept`; 0 where the device offers none: CUDA recomputes them).
+long kept_size(const NetDesc& nd, const Call& c);
 // validate(), then the CPU or CUDA driver.
 void run(Op op, const NetDesc& nd, const Call& c);
 

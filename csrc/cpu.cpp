@@ -150,6 +150,21 @@ inline ScratchPtr<V> scratch_view(V* sc, long) {
 }
 #endif
 
+// A block's part of a rollout's kept stages (ops.h: kept_size), or null: its lane values one after the
+// other from sample n0's offset (per_sample: the values of one sample); the scalar build lays them out as
+// CUDA threads would, element i of sample s at i·Npad + s.
+template <class V>
+inline ScratchPtr<V> kept_view(const Call& c, long per_sample, long n0) {
+  using S = scalar_t<V>;
+  if (!c.kept.ptr) return ScratchPtr<V>{};
+#ifdef HINN_CPU_SCALAR
+  (void)per_sample;
+  return {c.kept.as<S>() + n0, kept_padded(c.N)};
+#else
+  return reinterpret_cast<V*>(c.kept.as<S>() + n0 * per_sample);
+#endif
+}
+
 #ifndef HINN_NARROW_TAIL_REGS
 #define HINN_NARROW_TAIL_REGS 2
 #endif
@@ -158,11 +173,13 @@ constexpr int kNarrowTailRegs = HINN_NARROW_TAIL_REGS;
 // The samples from n0 on, one register of them at a time (the driver of narrow networks), parameter
 // cotangents folded into acc's per-lane sums.
 template <Op op, int W, class G>
-void run_narrow(const NetDesc& nd, const Call& c, long n0, long scratch_len, AccLanes<G> acc) {
+void run_narrow(const NetDesc& nd, const Call& c, long n0, long scratch_len, long kept_len, AccLanes<G> acc) {
   constexpr int n = lanes<G>::n;
   const Driver<W, G, ScratchPtr<G>> drv(nd, c, c.theta.as<const scalar_t<G>>());
   std::vector<G> scratch(scratch_len * kScratchStride);
-  for (; n0 < c.N; n0 += n) drv.template run<op>(Block{n0, (int)std::min<long>(n, c.N - n0)}, scratch_view(scratch.data(), 0), acc);
+  for (; n0 < c.N; n0 += n)
+    drv.template run<op>(Block{n0, (int)std::min<long>(n, c.N - n0)}, scratch_view(scratch.data(), 0), acc,
+                         kept_view<G>(c, kept_len, n0));
 }
 
 // Runs the body of `op` over all blocks of lanes<V>::n samples; parameter cotangents into c.theta_bar.
@@ -175,6 +192,7 @@ void run_blocks(const NetDesc& nd, const Call& c) {
   const long nblocks = (c.N + Pn - 1) / Pn;
   const long np = is_backward(op) ? nd.n_params() : 0;
   const long scratch_len = op_scratch(op, nd, c);
+  const long kept_len = c.kept.ptr ? c.steps * kept_values(nd, c.scheme) : 0;  // per sample
   // A thread only pays for itself with enough samples: below kMinSamplesPerThread each, fewer threads.
   // Training minibatches (100 samples) then run on one thread and open no OpenMP region at all, whose
   // spin-waiting workers would otherwise burn a core that other processes need (benchmarks/RESULTS.md).
@@ -208,12 +226,12 @@ void run_blocks(const NetDesc& nd, const Call& c) {
       const long n0 = b * Pn;
       if constexpr (blocked) {
         if (narrow_tail && b == nblocks - 1) {
-          run_narrow<op, W>(nd, c, n0, scratch_len, AccLanes<G>{acc_buf.data()});
+          run_narrow<op, W>(nd, c, n0, scratch_len, kept_len, AccLanes<G>{acc_buf.data()});
           continue;
         }
       }
       const Block blk{n0, (int)std::min<long>(Pn, c.N - n0)};
-      drv.template run<op>(blk, scratch_view(scratch.data(), b), acc);
+      drv.template run<op>(blk, scratch_view(scratch.data(), b), acc, kept_view<V>(c, kept_len, n0));
     }
   };
   if (nt == 1) {

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "core.h"
-#include "hinn/schemes.h"
+#include "hinn/ops.h"
 
 namespace hinn {
 namespace {
@@ -106,6 +106,10 @@ void validate(Op op, const NetDesc& nd, const Call& c) {
       add("q_bar", c.q_bar, Nd), add("theta_bar", c.theta_bar, np);
       break;
   }
+  if ((op == Op::Rollout || op == Op::RolloutBackward) && (c.kept.ptr || c.kept.n)) {
+    if (c.cuda) fail(opn + ": kept stages are a CPU option");
+    add("kept", c.kept, host::kept_size(nd, c));
+  }
   if (solves) add("status", c.status, 1);
   for (int i = 0; i < n; ++i) {
     const Need& k = need[i];
@@ -131,6 +135,12 @@ void validate(Op op, const NetDesc& nd, const Call& c) {
            " (hinn._core.workspace_bytes)");
   }
 #endif
+}
+
+long kept_size(const NetDesc& nd, const Call& c) {
+  if (c.scheme < 0 || c.scheme >= host::kNumSchemes) fail("unknown scheme code " + std::to_string(c.scheme));
+  if (c.N < 0 || c.steps < 0) fail("kept_size: N and steps must be >= 0");
+  return c.cuda ? 0 : host::kept_size(nd, c);
 }
 
 void run(Op op, const NetDesc& nd, const Call& c) {

@@ -198,3 +198,80 @@ def test_outputs_without_a_graph_equal_those_with_one():
     pr = p.clone().requires_grad_()  # a state that requires grad still gets its gradient
     (g,) = torch.autograd.grad(hinn.step(net, 0.3, pr, q, 0.1, "leapfrog")[0].sum(), pr)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def _step_and_rollout_grads(net, t, p, q, scheme, retain=False):
+    """θ, p, q gradients of a step's and a 3-step rollout's loss (twice each with ``retain``: the second
+    backward of a retained graph reads the same kept stages)."""
+    out = []
+    for run in (
+        lambda a, b: hinn.step(net, t, a, b, 0.1, scheme),
+        lambda a, b: hinn.rollout(net, t, a, b, 0.1, 3, scheme),
+    ):
+        pr, qr = p.clone().requires_grad_(), q.clone().requires_grad_()
+        P, Q = run(pr, qr)
+        node = P.grad_fn  # the op's node (Tao's state is sliced to its observed part after it)
+        while not hasattr(node, "kept"):
+            node = node.next_functions[0][0]
+        assert (node.kept is not None) == (fused.KEPT_STAGES_BUDGET > 0)  # the path under test is taken
+        loss = (P**2).sum() + (Q**3).sum()
+        for _ in range(2 if retain else 1):
+            out.append(
+                torch.cat([g.flatten() for g in torch.autograd.grad(loss, [net.theta, pr, qr], retain_graph=retain)])
+            )
+    return out
+
+
+@pytest.mark.parametrize("scheme", list(hinn.integrators.COMPILED_SCHEMES))
+def test_kept_stages_equal_recomputed_ones(scheme, cpu_isa, monkeypatch):
+    # a differentiated step or rollout keeps its stages for the backward, which then reads them instead
+    # of recomputing them (CPU): the same gradients, on every build, for the narrow (width 3, 5), block
+    # (24) and depth-0 networks, at sample counts that leave partial and narrow last blocks
+    for (w, L), n in [((3, 2), 37), ((5, 0), 9), ((24, 2), 100), ((24, 1), 70)]:
+        net = random_net(2, w, L, True, "tanh", w + L)
+        net.backend = "fused"
+        t, p, q = random_state(n, 2, 3)
+        kept = _step_and_rollout_grads(net, t, p, q, scheme, retain=True)
+        monkeypatch.setattr(fused, "KEPT_STAGES_BUDGET", 0)  # nothing fits: recomputed
+        again = _step_and_rollout_grads(net, t, p, q, scheme)
+        monkeypatch.undo()
+        assert rel_err(kept[0], kept[1]) == 0 and rel_err(kept[2], kept[3]) == 0  # a retained graph's second backward
+        assert rel_err(kept[0], again[0]) < 1e-13, (scheme, w, L, "step")
+        assert rel_err(kept[2], again[1]) < 1e-13, (scheme, w, L, "rollout")
+
+
+def test_kept_stages_of_other_kernels_are_not_read():
+    # kernels switched between a forward and its backward lay stages out differently: recomputed instead
+    isas = fused.core.cpu_isas()
+    net, t, p, q, _, _ = _args(n=50)
+    net.backend = "fused"
+    pr = p.clone().requires_grad_()
+    ref = torch.autograd.grad(hinn.step(net, t, pr, q, 0.1, "rk4")[0].sum(), [net.theta, pr])
+    old = fused.core.cpu_isa()
+    try:
+        fused.core.set_cpu_isa(isas[0] if isas[0] != old else isas[-1])
+        P, _ = hinn.step(net, t, pr, q, 0.1, "rk4")
+        fused.core.set_cpu_isa(old)
+        got = torch.autograd.grad(P.sum(), [net.theta, pr])
+    finally:
+        fused.core.set_cpu_isa(old)
+    for a, b in zip(got, ref):
+        assert rel_err(a, b) < 1e-13
+
+
+def test_kept_stages_buffer_is_checked():
+    # the core takes a kept buffer of exactly kept_size elements, on the CPU only
+    net, t, p, q, spec, hr = _args(n=5)
+    desc = fused._desc(tuple(spec), hr)
+    size = lambda N, steps=1, **kw: fused.core.kept_size(desc, N=N, scheme=2, steps=steps, **kw)  # noqa: E731
+    n = size(5)
+    assert n > 0 and n % 64 == 0 and size(64) == n and size(65) == 2 * n and size(5, 3) == 3 * n  # padded samples
+    assert size(5, cuda=True) == 0  # CUDA recomputes
+    P, Q = torch.empty(5, 2, dtype=torch.float64), torch.empty(5, 2, dtype=torch.float64)
+    for size in (n - 1, n + 1):
+        buf = torch.empty(size, dtype=torch.float64)
+        with pytest.raises(ValueError, match="kept has"):
+            fused._launch(
+                "rollout", spec, hr, p, 5, theta=net.theta.detach(), t=t, p=p, q=q, P=P, Q=Q, scheme=2, h=0.1, steps=1,
+                trajectory=False, kept=buf,
+            )  # fmt: skip

@@ -83,6 +83,21 @@ inline long op_scratch(Op op, const NetDesc& nd, const Call& c) {
   return 2 * ds + 2 * (K + 1) * ds + 2 * K * nd.d + step;              // p̄ q̄ | states | targets | step
 }
 
+// What a differentiated rollout may keep for its backward (the buffer `kept`, optional): per sample and
+// step, its stages' adjoint flags (one lane value), the scheme's scratch and its stages' passes, which
+// the backward then reads instead of recomputing the step's network evaluations. Samples are padded to
+// kKeptPad; the driver lays them out (cpu.cpp: kept_view).
+constexpr long kKeptPad = 64;  // a multiple of every CPU block's samples
+HINN_HD long kept_padded(long N) { return (N + kKeptPad - 1) / kKeptPad * kKeptPad; }
+template <class Sc>
+HINN_HD long kept_values(const NetDesc& nd) {  // per sample and step
+  return 1 + Sc::scratch(nd.d) + (long)Sc::kStages * primal_size(nd);
+}
+inline long kept_values(const NetDesc& nd, int scheme) {
+  return visit_scheme(scheme, [&](auto sch) { return kept_values<decltype(sch)>(nd); });
+}
+inline long kept_size(const NetDesc& nd, const Call& c) { return kept_padded(c.N) * c.steps * kept_values(nd, c.scheme); }
+
 // W: the network's width at compile time (0: any); V: the lane type; P: how scratch is addressed.
 template <int W, class V, class P>
 struct Driver {
@@ -206,9 +221,19 @@ struct Driver {
     if (st.failed) report_failure(c.status.ptr);
   }
 
-  // (t, p, q) -> the final state, or every state with `trajectory` ((steps+1, N, ds), the scheme's state)
+  // Step k's part r of the block's kept stages, the passes made st's: r[0] the adjoint flags, r + 1 the
+  // scheme's scratch.
   template <class Sc>
-  HINN_HD void rollout(const Block& b, P sc) const {
+  HINN_HD P kept_step(St& st, P kept, long k) const {
+    const P r = kept + k * kept_values<Sc>(nd);
+    st.prim = r + 1 + Sc::scratch(nd.d);
+    return r;
+  }
+
+  // (t, p, q) -> the final state, or every state with `trajectory` ((steps+1, N, ds), the scheme's state);
+  // with `kept` (the block's part of it), each step keeps its stages there for rollout_backward.
+  template <class Sc>
+  HINN_HD void rollout(const Block& b, P sc, P kept) const {
     const int d = nd.d, ds = Sc::kStateMult * d;
     const long Nds = c.N * ds;
     const S h = S(c.h);
@@ -221,7 +246,13 @@ struct Driver {
       store(b, c.Q.as<S>(), q, ds);
     }
     for (long k = 0; k < c.steps; ++k) {
-      Sc::template forward<false>(st, prm, ssc, t + S(k) * h, h, p, q);
+      if (kept) {
+        const P r = kept_step<Sc>(st, kept, k);
+        Sc::template forward<true>(st, prm, r + 1, t + S(k) * h, h, p, q);
+        r[0] = splat<V>(S(st.adjoints));
+      } else {
+        Sc::template forward<false>(st, prm, ssc, t + S(k) * h, h, p, q);
+      }
       if (c.trajectory || k == c.steps - 1) {
         const long off = c.trajectory ? (k + 1) * Nds : 0;
         store(b, c.P.as<S>() + off, p, ds);
@@ -232,9 +263,10 @@ struct Driver {
   }
 
   // The reverse sweep over what the forward saw (the trajectory, or the single step's input): each step's
-  // stages recomputed by the scheme's forward<true> from its stored input, then its backward.
+  // stages recomputed by the scheme's forward<true> from its stored input, or read from `kept` where the
+  // forward kept them, then its backward.
   template <class Sc, class Acc>
-  HINN_HD void rollout_backward(const Block& b, P sc, Acc& acc) const {
+  HINN_HD void rollout_backward(const Block& b, P sc, Acc& acc, P kept) const {
     const int d = nd.d, ds = Sc::kStateMult * d;
     const long Nds = c.N * ds;
     const S h = S(c.h);
@@ -246,16 +278,22 @@ struct Driver {
     load(b, pb, c.P_bar.as<const S>() + last, ds, true);
     load(b, qb, c.Q_bar.as<const S>() + last, ds, true);
     for (long k = c.steps - 1; k >= 0; --k) {
-      if (c.trajectory) {
-        load(b, p, c.P.as<const S>() + k * Nds, ds, false);
-        load(b, q, c.Q.as<const S>() + k * Nds, ds, false);
+      if (kept) {
+        const P r = kept_step<Sc>(st, kept, k);
+        st.adjoints = unsigned(lane(r[0], 0));
+        Sc::backward(st, prm, r + 1, h, pb, qb, acc);
       } else {
-        load(b, p, c.P.as<const S>(), d, false);
-        load(b, q, c.Q.as<const S>(), d, false);
-        lift_state<Sc>(d, p, q);
+        if (c.trajectory) {
+          load(b, p, c.P.as<const S>() + k * Nds, ds, false);
+          load(b, q, c.Q.as<const S>() + k * Nds, ds, false);
+        } else {
+          load(b, p, c.P.as<const S>(), d, false);
+          load(b, q, c.Q.as<const S>(), d, false);
+          lift_state<Sc>(d, p, q);
+        }
+        Sc::template forward<true, false>(st, prm, ssc, t + S(k) * h, h, p, q);
+        Sc::backward(st, prm, ssc, h, pb, qb, acc);
       }
-      Sc::template forward<true, false>(st, prm, ssc, t + S(k) * h, h, p, q);
-      Sc::backward(st, prm, ssc, h, pb, qb, acc);
       if (c.trajectory) {  // the cotangent of state k itself (p, q are free again)
         load(b, p, c.P_bar.as<const S>() + k * Nds, ds, true);
         load(b, q, c.Q_bar.as<const S>() + k * Nds, ds, true);
@@ -332,9 +370,10 @@ struct Driver {
     if (st.failed) report_failure(c.status.ptr);
   }
 
-  // The body of `op` for one block (Acc: where parameter cotangents go).
+  // The body of `op` for one block (Acc: where parameter cotangents go; kept: the block's part of a
+  // rollout's kept stages, or null).
   template <Op op, class Acc>
-  HINN_HD void run(const Block& b, P sc, Acc& acc) const {
+  HINN_HD void run(const Block& b, P sc, Acc& acc, P kept = P{}) const {
     if constexpr (op == Op::Hamiltonian) hamiltonian(b, sc);
     else if constexpr (op == Op::Grad) grad(b, sc);
     else if constexpr (op == Op::GradBackward) grad_backward(b, sc, acc);
@@ -342,8 +381,8 @@ struct Driver {
     else
       visit_scheme(c.scheme, [&](auto sch) {
         using Sc = decltype(sch);
-        if constexpr (op == Op::Rollout) rollout<Sc>(b, sc);
-        else if constexpr (op == Op::RolloutBackward) rollout_backward<Sc>(b, sc, acc);
+        if constexpr (op == Op::Rollout) rollout<Sc>(b, sc, kept);
+        else if constexpr (op == Op::RolloutBackward) rollout_backward<Sc>(b, sc, acc, kept);
         else if constexpr (op == Op::WindowError) window_error<Sc>(b, sc);
         else window_loss<Sc>(b, sc, acc);
       });

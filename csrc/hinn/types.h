@@ -37,8 +37,10 @@ struct NetDesc {
 //   rollout           (t, p, q), steps -> P, Q: the final state (N, ds), or with `trajectory` the states
 //                     (steps+1, N, ds), in the scheme's state (ds = its state width; Tao's copies follow
 //                     the observed d columns)
+//                     (kept, optional, CPU: the steps' stages for rollout_backward, ops.h: kept_size)
 //   rollout_backward  P, Q: what the forward saw (the trajectory, or the single step's input (N, d));
 //                     P_bar, Q_bar: cotangents of its outputs -> p_bar, q_bar (N, d), theta_bar
+//                     (kept: the forward's, whose stages it then reads instead of recomputing them)
 //   window_loss       windows from (t, p, q), targets target_p, target_q (steps, N, d), scale -> losses
 //                     (N: scale·Σ_k |error|² each), p_bar, q_bar, theta_bar of their sum
 //   window_error      window_loss's losses alone: no backward (evaluating a model on held-out windows)
@@ -87,7 +89,7 @@ struct Buf {
 // those, sized, and no other).
 #define HINN_BUFFERS(X)                                                                              \
   X(theta) X(t) X(p) X(q) X(H) X(dH_dp) X(dH_dq) X(H_bar) X(dH_dp_bar) X(dH_dq_bar) X(t_bar) X(p_bar) \
-      X(q_bar) X(theta_bar) X(P) X(Q) X(P_bar) X(Q_bar) X(target_p) X(target_q) X(losses) X(status) X(work)
+      X(q_bar) X(theta_bar) X(P) X(Q) X(P_bar) X(Q_bar) X(target_p) X(target_q) X(losses) X(status) X(work) X(kept)
 
 // An implicit scheme's default solver tolerance, per precision (src/hinn/implicit.py reads these).
 constexpr double kDefaultTolFloat32 = 1e-5, kDefaultTolFloat64 = 1e-13;

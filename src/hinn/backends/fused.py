@@ -35,7 +35,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor
 
-from .._checks import dtype_code
+from .._checks import FLOAT_DTYPES, dtype_code
 from ..implicit import SolverError
 from ..scheme import COMPILED_SCHEMES
 from .base import Backend
@@ -47,8 +47,6 @@ try:
 except ImportError as e:  # the package can be used without its compiled part (autograd / hessquik)
     core = None
     import_error = e
-
-FLOAT_DTYPES = (torch.float32, torch.float64)
 
 
 def require() -> None:
@@ -331,26 +329,73 @@ def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
     return tuple(lead) + (p.shape[-2], _state_dim(scheme, p.shape[-1]))
 
 
-def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
+#: The most bytes a differentiated step or rollout keeps of its stages (every network evaluation's pass)
+#: for its backward, which then reads them instead of evaluating the network again; a call that would
+#: need more recomputes them. The CPU only: CUDA always recomputes.
+KEPT_STAGES_BUDGET = 1 << 30
+
+
+class _Kept:
+    """A rollout's kept stages, the CPU kernels they are laid out for (``isa``), and their buffer, which
+    goes back to a pool when autograd frees the graph that holds it (its ctx): a training loop's next step
+    then reuses the same memory. A fresh buffer of tens of MB costs its page faults on every call (glibc
+    maps allocations above 32 MB afresh each time), as much as the network evaluations it saves."""
+
+    __slots__ = ("buf", "isa")
+    _pool: List[Tensor] = []
+    _POOLED = 2  # buffers held: a step's and the next one's ...
+    _POOLED_BYTES = 1 << 28  # ... together at most this (a larger one is freed, not held for a next call)
+
+    def __init__(self, n: int, like: Tensor):
+        pool = _Kept._pool
+        hit = next((i for i, b in enumerate(pool) if b.numel() == n and b.dtype == like.dtype), None)
+        self.buf = pool.pop(hit) if hit is not None else like.new_empty(n)
+        self.isa = core.cpu_isa()
+
+    def __del__(self):
+        cls = type(self)
+        pool = cls._pool
+        pool.append(self.buf)
+        del pool[: -cls._POOLED]
+        while pool and sum(b.numel() * b.element_size() for b in pool) > cls._POOLED_BYTES:
+            del pool[0]
+
+
+def _kept_buffer(spec, hr, p: Tensor, scheme: int, steps: int) -> Optional[_Kept]:
+    """Room for a rollout's stages, or None where they are not kept (CUDA, or past the budget)."""
+    if p.is_cuda or steps == 0:
+        return None
+    desc = _desc(tuple(int(s) for s in spec), float(hr))
+    n = core.kept_size(desc, N=p.shape[0], scheme=scheme, steps=steps)
+    if n == 0 or n * p.element_size() > KEPT_STAGES_BUDGET:
+        return None
+    return _Kept(n, p)
+
+
+def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory, keep=False):
+    """The final state or the trajectory; with ``keep``, also the stages kept for _integrate_bwd (or None)."""
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     shape = _state_shape(p, scheme, (steps + 1,) if trajectory else ())
     P, Q = p.new_empty(shape), q.new_empty(shape)
+    kept = _kept_buffer(spec, hr, p, scheme, steps) if keep else None
     _launch(
         "rollout", spec, hr, p, p.shape[0],
         theta=theta, t=t, p=p, q=q, P=P, Q=Q, scheme=scheme, params=params, h=h, steps=steps,
-        trajectory=trajectory,
+        trajectory=trajectory, **({"kept": kept.buf} if kept else {}),
     )  # fmt: skip
-    return P, Q
+    return (P, Q, kept) if keep else (P, Q)
 
 
-def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, trajectory):
+def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, trajectory, kept=None):
     theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
     N, d = P.shape[-2], spec[0]
     p0b, q0b, thb = P.new_empty((N, d)), Q.new_empty((N, d)), torch.empty_like(theta)
+    # stages kept by other CPU kernels than today's (set_cpu_isa in between) are laid out differently
+    use = {"kept": kept.buf} if kept is not None and kept.isa == core.cpu_isa() else {}
     _launch(
         "rollout_backward", spec, hr, P, N,
         theta=theta, t=t, P=P, Q=Q, P_bar=Pb, Q_bar=Qb, p_bar=p0b, q_bar=q0b, theta_bar=thb,
-        scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory,
+        scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory, **use,
     )  # fmt: skip
     return p0b, q0b, thb
 
@@ -370,10 +415,10 @@ def step_op(
     return _step_impl(theta, t, p, q, spec, hr, h, scheme, params)
 
 
-def _step_impl(theta, t, p, q, spec, hr, h, scheme, params):
+def _step_impl(theta, t, p, q, spec, hr, h, scheme, params, keep=False):
     _check_inputs("step", theta, t, p, q, spec, hr)
     _check_scheme("step", scheme, h, 1, params)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False, keep)
 
 
 @step_op.register_fake
@@ -400,10 +445,10 @@ def step_backward_op(
     return _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
 
 
-def _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params):
+def _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, kept=None):
     """The eager backward: its inputs are the checked forward's own and autograd's cotangents of its
     outputs, so the argument checks are not run twice (the core still checks every buffer's size)."""
-    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False)
+    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False, kept)
 
 
 @step_backward_op.register_fake
@@ -423,7 +468,9 @@ def _step_bwd(ctx, pb, qb):
     shape = _state_shape(p, ctx.args[3])
     pb = pb if pb is not None else p.new_zeros(shape)
     qb = qb if qb is not None else q.new_zeros(shape)
-    p0b, q0b, thb = _backward_of(ctx, step_backward_op, _step_backward_trusted)(theta, t, p, q, pb, qb, *ctx.args)
+    p0b, q0b, thb = _backward_of(ctx, step_backward_op, _step_backward_trusted)(
+        theta, t, p, q, pb, qb, *ctx.args, **_kept_of(ctx)
+    )
     return thb, None, p0b, q0b, None, None, None, None, None
 
 
@@ -438,10 +485,10 @@ def rollout_op(
     return _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps)
 
 
-def _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps):
+def _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps, keep=False):
     _check_inputs("rollout", theta, t, p, q, spec, hr)
     _check_scheme("rollout", scheme, h, steps, params)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True, keep)
 
 
 @rollout_op.register_fake
@@ -472,9 +519,9 @@ def rollout_backward_op(
     return _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
 
 
-def _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps):
+def _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, kept=None):
     """The eager backward (as _step_backward_trusted)."""
-    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True)
+    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True, kept)
 
 
 @rollout_backward_op.register_fake
@@ -494,7 +541,7 @@ def _rollout_setup(ctx, inputs, output):
 def _rollout_bwd(ctx, Pb, Qb):
     theta, t, P, Q = ctx.saved_tensors
     p0b, q0b, thb = _backward_of(ctx, rollout_backward_op, _rollout_backward_trusted)(
-        theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args
+        theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args, **_kept_of(ctx)
     )
     return thb, None, p0b, q0b, None, None, None, None, None, None
 
@@ -526,13 +573,24 @@ def _backward_of(ctx, op, impl):
     return impl
 
 
-def _eager_function(name: str, impl, setup, backward):
+def _kept_of(ctx) -> Dict:
+    """The stages an eager forward kept, as the trusted backward's keyword (the custom ops keep none)."""
+    kept = getattr(ctx, "kept", None)
+    return {} if kept is None else {"kept": kept}
+
+
+def _eager_function(name: str, impl, setup, backward, keeps: bool = False):
     """``impl`` as an autograd.Function with the custom op's own setup and backward. The classic
     ``forward(ctx, *inputs)`` form: a Function with a separate ``setup_context`` binds its forward's
-    signature on every call (inspect.signature: about 45 µs a call, measured on a training step)."""
+    signature on every call (inspect.signature: about 45 µs a call, measured on a training step). With
+    ``keeps``, ``impl(*inputs, keep=True)`` also returns the stages its backward reads (ctx.kept)."""
 
     def forward(ctx, *inputs):
-        output = impl(*inputs)
+        if keeps:
+            *output, ctx.kept = impl(*inputs, keep=True)
+            output = tuple(output)
+        else:
+            output = impl(*inputs)
         setup(ctx, inputs, output)
         ctx.eager = True
         return output
@@ -553,8 +611,8 @@ def _eager_function(name: str, impl, setup, backward):
 
 _hamiltonian = _eager_function("Hamiltonian", _hamiltonian_impl, _grad_setup, _ham_bwd)
 _grad = _eager_function("Grad", _grad_impl, _grad_setup, _grad_bwd)
-_step = _eager_function("Step", _step_impl, _step_setup, _step_bwd)
-_rollout = _eager_function("Rollout", _rollout_impl, _rollout_setup, _rollout_bwd)
+_step = _eager_function("Step", _step_impl, _step_setup, _step_bwd, keeps=True)
+_rollout = _eager_function("Rollout", _rollout_impl, _rollout_setup, _rollout_bwd, keeps=True)
 
 
 # ----------------------------------------------------------------------------- training windows
