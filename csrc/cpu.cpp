@@ -209,7 +209,7 @@ void run_blocks(const NetDesc& nd, const Call& c) {
   // From kByLayerMinWidth on, blocks of registers keep the residual layers' weight cotangents apart
   // (acc_layer_weights): below it, transposing z̄ and ż̄ costs more than the per-lane accumulator, which
   // then fits L2 anyway (benchmarks/RESULTS.md).
-  const bool by_layer = lanes<V>::n > lanes<G>::n && nd.width >= kByLayerMinWidth;
+  const bool by_layer = blocked && nd.width >= kByLayerMinWidth;
   const int nv = (nd.width + lanes<G>::n - 1) / lanes<G>::n;
   const long gw_len = by_layer && np ? (long)nd.depth * nd.width * nv : 0;
   std::vector<std::vector<G>> partial_w(nt);

@@ -1,6 +1,8 @@
 """The fused custom ops: torch.library contracts, gradcheck, torch.compile, rollout = looped steps,
 thread-count independence."""
 
+import gc
+
 import pytest
 import torch
 from conftest import random_net, random_state, rel_err, requires_fused
@@ -231,6 +233,7 @@ def test_kept_stages_equal_recomputed_ones(scheme, cpu_isa, monkeypatch):
         net = random_net(2, w, L, True, "tanh", w + L)
         net.backend = "fused"
         t, p, q = random_state(n, 2, 3)
+        monkeypatch.setattr(fused, "KEPT_MIN_WIDTH", 1)  # every width kept
         kept = _step_and_rollout_grads(net, t, p, q, scheme, retain=True)
         monkeypatch.setattr(fused, "KEPT_STAGES_BUDGET", 0)  # nothing fits: recomputed
         again = _step_and_rollout_grads(net, t, p, q, scheme)
@@ -243,14 +246,16 @@ def test_kept_stages_equal_recomputed_ones(scheme, cpu_isa, monkeypatch):
 def test_kept_stages_of_other_kernels_are_not_read():
     # kernels switched between a forward and its backward lay stages out differently: recomputed instead
     isas = fused.core.cpu_isas()
-    net, t, p, q, _, _ = _args(n=50)
+    net = random_net(2, 32, 1, True, "tanh", 0)
     net.backend = "fused"
+    t, p, q = random_state(50, 2, 1)
     pr = p.clone().requires_grad_()
     ref = torch.autograd.grad(hinn.step(net, t, pr, q, 0.1, "rk4")[0].sum(), [net.theta, pr])
     old = fused.core.cpu_isa()
     try:
         fused.core.set_cpu_isa(isas[0] if isas[0] != old else isas[-1])
         P, _ = hinn.step(net, t, pr, q, 0.1, "rk4")
+        assert P.grad_fn.kept is not None
         fused.core.set_cpu_isa(old)
         got = torch.autograd.grad(P.sum(), [net.theta, pr])
     finally:
@@ -275,3 +280,32 @@ def test_kept_stages_buffer_is_checked():
                 "rollout", spec, hr, p, 5, theta=net.theta.detach(), t=t, p=p, q=q, P=P, Q=Q, scheme=2, h=0.1, steps=1,
                 trajectory=False, kept=buf,
             )  # fmt: skip
+
+
+def test_kept_stages_budget_holds_for_all_graphs(monkeypatch):
+    # the budget bounds what every live graph keeps together: a loop of steps keeps the first ones, the
+    # rest recompute, and what a freed graph held counts no more
+    net = random_net(1, 32, 1, True, "tanh", 0)
+    net.backend = "fused"
+    t, p, q = random_state(40, 1, 1)
+    desc = fused._desc(tuple(fused.spec_of(net)), net.resnet_step)
+    one = fused.core.kept_size(desc, N=40, scheme=fused.core.SCHEMES["symplectic_euler"], steps=1) * 8
+    gc.collect()  # graphs of earlier tests that only a collection frees
+    base = fused._Kept.live
+    monkeypatch.setattr(fused, "KEPT_STAGES_BUDGET", base + 3 * one)
+    pr = p.clone().requires_grad_()
+    a, b, nodes = pr, q, []
+    for _ in range(5):
+        a, b = hinn.step(net, t, a, b, 0.1, "symplectic_euler")
+        nodes.append(a.grad_fn.kept is not None)
+    assert nodes == [True, True, True, False, False] and fused._Kept.live == base + 3 * one
+    got = torch.autograd.grad((a**2).sum() + b.sum(), [net.theta, pr])
+    del a, b
+    assert fused._Kept.live == base  # the graph freed, its buffers back in the pool
+    monkeypatch.setattr(fused, "KEPT_STAGES_BUDGET", 0)
+    a, b = pr, q
+    for _ in range(5):
+        a, b = hinn.step(net, t, a, b, 0.1, "symplectic_euler")
+    ref = torch.autograd.grad((a**2).sum() + b.sum(), [net.theta, pr])
+    for x, y in zip(got, ref):
+        assert rel_err(x, y) < 1e-13

@@ -89,12 +89,16 @@ inline long op_scratch(Op op, const NetDesc& nd, const Call& c) {
 // kKeptPad; the driver lays them out (cpu.cpp: kept_view).
 constexpr long kKeptPad = 64;  // a multiple of every CPU block's samples
 HINN_HD long kept_padded(long N) { return (N + kKeptPad - 1) / kKeptPad * kKeptPad; }
+HINN_HD long kept_values(const NetDesc& nd, long scheme_scratch, int stages) {  // per sample and step
+  return 1 + scheme_scratch + (long)stages * primal_size(nd);
+}
 template <class Sc>
-HINN_HD long kept_values(const NetDesc& nd) {  // per sample and step
-  return 1 + Sc::scratch(nd.d) + (long)Sc::kStages * primal_size(nd);
+HINN_HD long kept_values(const NetDesc& nd) {
+  return kept_values(nd, Sc::scratch(nd.d), Sc::kStages);
 }
 inline long kept_values(const NetDesc& nd, int scheme) {
-  return visit_scheme(scheme, [&](auto sch) { return kept_values<decltype(sch)>(nd); });
+  const SchemeShape& sh = kSchemeShapes[scheme];
+  return kept_values(nd, sh.scratch(nd.d), sh.stages);
 }
 inline long kept_size(const NetDesc& nd, const Call& c) { return kept_padded(c.N) * c.steps * kept_values(nd, c.scheme); }
 

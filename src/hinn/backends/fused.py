@@ -329,10 +329,15 @@ def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
     return tuple(lead) + (p.shape[-2], _state_dim(scheme, p.shape[-1]))
 
 
-#: The most bytes a differentiated step or rollout keeps of its stages (every network evaluation's pass)
-#: for its backward, which then reads them instead of evaluating the network again; a call that would
-#: need more recomputes them. The CPU only: CUDA always recomputes.
+#: The most bytes that differentiated steps and rollouts keep of their stages (every network evaluation's
+#: pass) at any time, all graphs together, for their backward, which then reads them instead of
+#: evaluating the network again; a call that would exceed it recomputes them (a loop of many steps keeps
+#: the first ones). The CPU only: CUDA always recomputes.
 KEPT_STAGES_BUDGET = 1 << 30
+#: Networks narrower than this recompute: their passes cost little arithmetic per byte kept, and the
+#: round trip through memory measured no faster (float32, widths 3-16: 0.9-1.2x, varying between runs;
+#: widths 32-256: 1.1-1.4x faster kept; benchmarks/RESULTS.md).
+KEPT_MIN_WIDTH = 32
 
 
 class _Kept:
@@ -342,6 +347,7 @@ class _Kept:
     maps allocations above 32 MB afresh each time), as much as the network evaluations it saves."""
 
     __slots__ = ("buf", "isa")
+    live = 0  # bytes held by graphs
     _pool: List[Tensor] = []
     _POOLED = 2  # buffers held: a step's and the next one's ...
     _POOLED_BYTES = 1 << 28  # ... together at most this (a larger one is freed, not held for a next call)
@@ -351,9 +357,11 @@ class _Kept:
         hit = next((i for i, b in enumerate(pool) if b.numel() == n and b.dtype == like.dtype), None)
         self.buf = pool.pop(hit) if hit is not None else like.new_empty(n)
         self.isa = core.cpu_isa()
+        _Kept.live += n * like.element_size()
 
     def __del__(self):
         cls = type(self)
+        cls.live -= self.buf.numel() * self.buf.element_size()
         pool = cls._pool
         pool.append(self.buf)
         del pool[: -cls._POOLED]
@@ -362,12 +370,12 @@ class _Kept:
 
 
 def _kept_buffer(spec, hr, p: Tensor, scheme: int, steps: int) -> Optional[_Kept]:
-    """Room for a rollout's stages, or None where they are not kept (CUDA, or past the budget)."""
-    if p.is_cuda or steps == 0:
+    """Room for a rollout's stages, or None where they are not kept (CUDA, narrow, or past the budget)."""
+    if p.is_cuda or steps == 0 or spec[2] < KEPT_MIN_WIDTH:
         return None
     desc = _desc(tuple(int(s) for s in spec), float(hr))
     n = core.kept_size(desc, N=p.shape[0], scheme=scheme, steps=steps)
-    if n == 0 or n * p.element_size() > KEPT_STAGES_BUDGET:
+    if n == 0 or _Kept.live + n * p.element_size() > KEPT_STAGES_BUDGET:
         return None
     return _Kept(n, p)
 
