@@ -301,7 +301,11 @@ def test_kept_stages_budget_holds_for_all_graphs(monkeypatch):
     assert nodes == [True, True, True, False, False] and fused._Kept.live == base + 3 * one
     got = torch.autograd.grad((a**2).sum() + b.sum(), [net.theta, pr])
     del a, b
-    assert fused._Kept.live == base  # the graph freed, its buffers back in the pool
+    assert fused._Kept.live == base  # the graph freed, its buffers back in the pool ...
+    held = lambda: sum(x.numel() * x.element_size() for x in fused._Kept._pool)  # noqa: E731
+    assert one * 3 <= held() <= fused.KEPT_STAGES_BUDGET  # ... which holds no more than the budget
+    fused.release_kept_stages()
+    assert held() == 0
     monkeypatch.setattr(fused, "KEPT_STAGES_BUDGET", 0)
     a, b = pr, q
     for _ in range(5):

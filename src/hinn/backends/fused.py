@@ -332,8 +332,9 @@ def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
 #: The most bytes that differentiated steps and rollouts keep of their stages (every network evaluation's
 #: pass) at any time, all graphs together, for their backward, which then reads them instead of
 #: evaluating the network again; a call that would exceed it recomputes them (a loop of many steps keeps
-#: the first ones). The CPU only: CUDA always recomputes.
-KEPT_STAGES_BUDGET = 1 << 30
+#: the first ones). Freed buffers are held for the next calls up to the same total
+#: (:func:`release_kept_stages` returns them). The CPU only: CUDA always recomputes.
+KEPT_STAGES_BUDGET = 1 << 29
 #: Networks narrower than this recompute: their passes cost little arithmetic per byte kept, and the
 #: round trip through memory measured no faster (float32, widths 3-16: 0.9-1.2x, varying between runs;
 #: widths 32-256: 1.1-1.4x faster kept; benchmarks/RESULTS.md).
@@ -342,15 +343,13 @@ KEPT_MIN_WIDTH = 32
 
 class _Kept:
     """A rollout's kept stages, the CPU kernels they are laid out for (``isa``), and their buffer, which
-    goes back to a pool when autograd frees the graph that holds it (its ctx): a training loop's next step
-    then reuses the same memory. A fresh buffer of tens of MB costs its page faults on every call (glibc
-    maps allocations above 32 MB afresh each time), as much as the network evaluations it saves."""
+    goes back to a pool when autograd frees the graph that holds it (its ctx): a training loop's next steps
+    then reuse the same memory. A fresh buffer of tens of MB costs its page faults on every call (glibc
+    maps allocations above 32 MB afresh each time), more than the network evaluations it saves."""
 
     __slots__ = ("buf", "isa")
     live = 0  # bytes held by graphs
-    _pool: List[Tensor] = []
-    _POOLED = 2  # buffers held: a step's and the next one's ...
-    _POOLED_BYTES = 1 << 28  # ... together at most this (a larger one is freed, not held for a next call)
+    _pool: List[Tensor] = []  # freed buffers, oldest first, together at most KEPT_STAGES_BUDGET bytes
 
     def __init__(self, n: int, like: Tensor):
         pool = _Kept._pool
@@ -364,9 +363,14 @@ class _Kept:
         cls.live -= self.buf.numel() * self.buf.element_size()
         pool = cls._pool
         pool.append(self.buf)
-        del pool[: -cls._POOLED]
-        while pool and sum(b.numel() * b.element_size() for b in pool) > cls._POOLED_BYTES:
+        limit = KEPT_STAGES_BUDGET if isinstance(KEPT_STAGES_BUDGET, int) else 0  # None at interpreter exit
+        while pool and sum(b.numel() * b.element_size() for b in pool) > limit:
             del pool[0]
+
+
+def release_kept_stages() -> None:
+    """Free the buffers held for kept stages (those of live graphs stay until their graphs are freed)."""
+    _Kept._pool.clear()
 
 
 def _kept_buffer(spec, hr, p: Tensor, scheme: int, steps: int) -> Optional[_Kept]:
