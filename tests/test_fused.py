@@ -273,8 +273,8 @@ def test_kept_stages_buffer_is_checked():
     assert n > 0 and n % 64 == 0 and size(64) == n and size(65) == 2 * n and size(5, 3) == 3 * n  # padded samples
     assert size(5, cuda=True) == 0  # CUDA recomputes
     P, Q = torch.empty(5, 2, dtype=torch.float64), torch.empty(5, 2, dtype=torch.float64)
-    for size in (n - 1, n + 1):
-        buf = torch.empty(size, dtype=torch.float64)
+    for wrong in (n - 1, n + 1):
+        buf = torch.empty(wrong, dtype=torch.float64)
         with pytest.raises(ValueError, match="kept has"):
             fused._launch(
                 "rollout", spec, hr, p, 5, theta=net.theta.detach(), t=t, p=p, q=q, P=P, Q=Q, scheme=2, h=0.1, steps=1,

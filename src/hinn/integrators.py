@@ -140,8 +140,8 @@ def rollout(
 
     Returns:
         (P, Q), each (steps+1, N, d), with P[0] = p0. A model with the ``compiled_rollout`` capability
-        (the fused backend) computes it in one call; on the CPU the call keeps each step's network
-        evaluations for its backward pass (up to ``hinn.backends.fused.KEPT_STAGES_BUDGET`` bytes), which
+        (the fused backend) computes it in one call; on the CPU, from width 32, the call keeps each step's
+        network evaluations for its backward pass (up to ``hinn.backends.fused.KEPT_STAGES_BUDGET`` bytes), which
         otherwise recomputes them from the stored states.
     """
     sch = get_scheme(scheme)
