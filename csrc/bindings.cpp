@@ -46,12 +46,22 @@ bool all_finite(const std::vector<std::pair<std::uintptr_t, long>>& bufs, int dt
 
 // Buffers as (ptr, numel) pairs and scalars, every one by name (core.h, types.h): an unknown or misspelled
 // name is an error, so that no two arguments can be swapped unnoticed.
+using Slot = hinn::Buf Call::*;
+
+// The buffer argument named k, or null for a scalar's name.
+Slot buffer_slot(const std::string& k) {
+#define HINN_BUFFER_SLOT(name) \
+  if (k == #name) return &Call::name;
+  HINN_BUFFERS(HINN_BUFFER_SLOT)
+#undef HINN_BUFFER_SLOT
+  return nullptr;
+}
+
 void set_arg(Call& c, const std::string& k, py::handle v) {
-  auto buf = [&](hinn::Buf& b) { b = read_buf(k, v); };
-#define HINN_SET_BUFFER(name) \
-  if (k == #name) return buf(c.name);
-  HINN_BUFFERS(HINN_SET_BUFFER)
-#undef HINN_SET_BUFFER
+  if (const Slot s = buffer_slot(k)) {
+    c.*s = read_buf(k, v);
+    return;
+  }
   if (k == "dtype") c.dtype = v.cast<int>();
   else if (k == "nthreads") c.nthreads = v.cast<int>();
   else if (k == "N") c.N = v.cast<long>();
@@ -89,6 +99,41 @@ void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   py::gil_scoped_release nogil;
   hinn::run(o, nd, c);
 }
+
+// A CPU call whose arguments are read once, for the eager step and rollout, which repeat one call per
+// training step: a run takes only the buffers' pointers, positionally, in the order the buffers were named
+// (`slots`); their sizes and every scalar stay as given. Parsing the arguments by name costs more than the
+// kernels of a small step (about 7 us a call); run() checks the whole call again, as call() does.
+class Plan {
+ public:
+  Plan(int op, const hinn::NetDesc& nd, const py::kwargs& kw) : op_(op_of(op)), nd_(nd) {
+    for (auto item : kw) {
+      const auto k = item.first.cast<std::string>();
+      set_arg(c_, k, item.second);
+      if (const Slot s = buffer_slot(k)) slots_.push_back(s), names_.push_back(k);
+    }
+    if (c_.cuda) throw py::value_error("hinn._core.Plan: CPU calls only (a CUDA call takes its stream per call)");
+  }
+
+  void run(const py::args& ptrs) const {
+    if (ptrs.size() != slots_.size())
+      throw py::value_error("hinn._core.Plan: " + std::to_string(slots_.size()) + " buffer pointers expected, got " +
+                            std::to_string(ptrs.size()));
+    Call c = c_;  // the plan itself stays unchanged: runs may overlap in several threads
+    for (size_t i = 0; i < slots_.size(); ++i) (c.*slots_[i]).ptr = ptrs[i].cast<std::uintptr_t>();
+    py::gil_scoped_release nogil;
+    hinn::run(op_, nd_, c);
+  }
+
+  const std::vector<std::string>& slots() const { return names_; }
+
+ private:
+  hinn::Op op_;
+  hinn::NetDesc nd_;
+  Call c_;
+  std::vector<Slot> slots_;
+  std::vector<std::string> names_;
+};
 
 // An optimizer's settings by name (core.h: Optim); false for another name.
 bool set_optim(hinn::Optim& o, const std::string& k, py::handle v) {
@@ -185,6 +230,12 @@ PYBIND11_MODULE(_core, m) {
   m.def("call", &call, py::arg("op"), py::arg("desc"),
         "Run one fused operation. Buffers are (data_ptr, numel) pairs, every argument by name; "
         "see csrc/hinn/types.h for the contract. Raises ValueError for any inconsistent argument.");
+  py::class_<Plan>(m, "Plan",
+                   "A CPU call prepared once: Plan(op, desc, **arguments as for call()); run(*pointers) runs it "
+                   "with the buffers' data pointers in the order of `slots`.")
+      .def(py::init<int, const hinn::NetDesc&, const py::kwargs&>(), py::arg("op"), py::arg("desc"))
+      .def("run", &Plan::run)
+      .def_property_readonly("slots", &Plan::slots);
   m.def("train_epoch", &train_epoch, py::arg("op"), py::arg("desc"),
         "A training epoch: the op's arguments over the whole data set, the minibatches (index, bounds) and "
         "the optimizer (optimizer, lr, weight_decay, beta1, beta2, eps, count, m, v), by name; updates theta "

@@ -138,6 +138,81 @@ def test_core_validates_every_buffer():
 
 
 @requires_fused
+def test_prepared_call_equals_call_and_is_checked():
+    # a Plan reads its arguments once and takes only the buffers' pointers per run, in the order named
+    from hinn.backends.fused import core
+
+    desc = core.NetDesc(d=1, time=1, width=3, depth=2, act=0, hr=0.5)
+    g = torch.Generator().manual_seed(0)
+    t, p, q = (torch.randn(5, *s, dtype=torch.float64, generator=g) for s in ((), (1,), (1,)))
+    th = torch.randn(desc.n_params, dtype=torch.float64, generator=g)
+    outs = lambda: [torch.full_like(x, float("nan")) for x in (t, p, q)]  # noqa: E731
+    buf = lambda x: (x.data_ptr(), x.numel())  # noqa: E731
+    H, gp, gq = outs()
+    core.call(core.OPS["grad"], desc, N=5, dtype=1, theta=buf(th), t=buf(t), p=buf(p), q=buf(q), H=buf(H),
+              dH_dp=buf(gp), dH_dq=buf(gq))  # fmt: skip
+    plan = core.Plan(core.OPS["grad"], desc, N=5, dtype=1, theta=(0, th.numel()), t=(0, 5), p=(0, 5), q=(0, 5),
+                     H=(0, 5), dH_dp=(0, 5), dH_dq=(0, 5))  # fmt: skip
+    assert plan.slots == ["theta", "t", "p", "q", "H", "dH_dp", "dH_dq"]
+    for _ in range(2):  # the plan is unchanged by a run
+        H2, gp2, gq2 = outs()
+        plan.run(*(x.data_ptr() for x in (th, t, p, q, H2, gp2, gq2)))
+        assert torch.equal(H, H2) and torch.equal(gp, gp2) and torch.equal(gq, gq2)
+    with pytest.raises(ValueError, match="7 buffer pointers expected, got 6"):
+        plan.run(*(x.data_ptr() for x in (th, t, p, q, H2, gp2)))
+    with pytest.raises(ValueError, match="null pointer"):
+        plan.run(*(x.data_ptr() for x in (th, t, p, q, H2, gp2)), 0)
+    short = core.Plan(core.OPS["grad"], desc, N=5, dtype=1, theta=(0, th.numel()), t=(0, 5), p=(0, 5), q=(0, 5),
+                      H=(0, 5), dH_dp=(0, 4), dH_dq=(0, 5))  # fmt: skip
+    with pytest.raises(ValueError, match="dH_dp has 4 elements"):  # sizes are checked on every run, as by call
+        short.run(*(x.data_ptr() for x in (th, t, p, q, H2, gp2, gq2)))
+    with pytest.raises(ValueError, match="unknown argument 'thetta'"):
+        core.Plan(core.OPS["grad"], desc, thetta=(0, 1))
+    with pytest.raises(ValueError, match="CPU calls only"):
+        core.Plan(core.OPS["grad"], desc, N=5, dtype=1, cuda=True)
+
+
+@requires_fused
+def test_planned_calls_follow_their_sizes():
+    # the fused ops' CPU calls are prepared once per op, structure, sizes and scalars: calls that differ
+    # in any of them get their own plan and their own result
+    from hinn.backends import fused
+
+    fused._plans.clear()
+    net = hinn.HamiltonianNet(1, width=4, depth=2, dtype=torch.float64, backend="fused")
+    ref = hinn.HamiltonianNet(1, width=4, depth=2, dtype=torch.float64, backend="autograd")
+    ref.load_state_dict(net.state_dict())
+    g = torch.Generator().manual_seed(1)
+    for N, h, scheme in ((7, 0.1, "leapfrog"), (9, 0.1, "leapfrog"), (7, 0.2, "leapfrog"), (7, 0.1, "rk4"),
+                         (7, 0.1, "leapfrog")):  # fmt: skip
+        p, q = torch.randn(N, 1, dtype=torch.float64, generator=g), torch.randn(N, 1, dtype=torch.float64, generator=g)
+        got = hinn.rollout(net, 0.0, p, q, h, 3, scheme)
+        want = hinn.rollout(ref, 0.0, p, q, h, 3, scheme)
+        assert all(rel_err(a, b) < 1e-13 for a, b in zip(got, want)), (N, h, scheme)
+    assert len(fused._plans) == 4  # the last configuration repeats the first
+    monkey = fused._MAX_PLANS
+    try:
+        fused._MAX_PLANS = 2
+        hinn.rollout(net, 0.0, p[:5], q[:5], 0.1, 3, "leapfrog")
+        assert len(fused._plans) == 1  # the cache is bounded: full, it starts again
+    finally:
+        fused._MAX_PLANS = monkey
+
+
+@requires_fused
+def test_eager_step_refuses_inconsistent_inputs():
+    # the eager step trusts the public entry points' checks, but a direct compiled_rollout call with a
+    # mismatched dtype or shape still gets the ops' message instead of a read past a buffer
+    net = hinn.HamiltonianNet(1, width=4, depth=2, dtype=torch.float64, backend="fused")
+    sch = hinn.get_scheme("leapfrog")
+    p = torch.zeros(5, 1, dtype=torch.float64)
+    with pytest.raises(TypeError, match="hinn::step: t has dtype torch.float32"):
+        net.compiled_rollout(sch, torch.zeros(5), p, p, 0.1, 1, False)
+    with pytest.raises(ValueError, match="hinn::rollout: q must have shape"):
+        net.compiled_rollout(sch, torch.zeros(5, dtype=torch.float64), p, p[:4], 0.1, 2, True)
+
+
+@requires_fused
 def test_bad_isa_variable_is_a_clear_import_error():
     env = {**os.environ, "HINN_CPU_ISA": "bogus"}
     r = subprocess.run([sys.executable, "-c", "import hinn._core"], env=env, capture_output=True, text=True)

@@ -36,7 +36,10 @@ def _all_finite_cpu(xs) -> Optional[bool]:
 
 def dtype_code(dtype: torch.dtype) -> int:
     """The compiled core's code for a floating dtype (``hinn._core.DTYPES``)."""
-    return _core.DTYPES[str(dtype).rsplit(".", 1)[-1]]
+    return _DTYPE_CODES[dtype] if dtype in _DTYPE_CODES else _core.DTYPES[str(dtype).rsplit(".", 1)[-1]]
+
+
+_DTYPE_CODES = {} if _core is None else {dt: _core.DTYPES[str(dt)[6:]] for dt in FLOAT_DTYPES}
 
 
 def check_finite(**tensors: torch.Tensor) -> None:
@@ -96,11 +99,11 @@ def check_state(
             raise TypeError(f"t has dtype {t.dtype}; expected a floating dtype")
         if t.device != p.device:
             raise ValueError(f"t is on {t.device} but p is on {p.device}")
-        if t.dim() == 0:
-            t = t.to(p.dtype).expand(n)
-        elif t.dim() == 1 and t.shape[0] == n:
+        if t.dtype != p.dtype:
             t = t.to(p.dtype)
-        else:
+        if t.dim() == 0:
+            t = t.expand(n)
+        elif t.dim() != 1 or t.shape[0] != n:
             raise ValueError(f"t must be a scalar or have shape ({n},), got {tuple(t.shape)}")
     else:
         t = torch.full((n,), float(t), dtype=p.dtype, device=p.device)
@@ -122,8 +125,12 @@ def check_step_size(h: float) -> float:
 
 
 def model_dtype_device(model) -> Tuple[Optional[torch.dtype], Optional[torch.device]]:
-    """The dtype and device of a model's first floating parameter (None, None for a model without
-    parameters, e.g. an analytic Hamiltonian)."""
+    """The dtype and device of a model's parameters: its flat parameter tensor ``theta`` where it has one
+    (a :class:`hinn.HamiltonianNet`, without walking the module tree on every step), else its first
+    floating parameter (None, None for a model without parameters, e.g. an analytic Hamiltonian)."""
+    theta = getattr(model, "theta", None)
+    if isinstance(theta, torch.nn.Parameter) and theta.is_floating_point():
+        return theta.dtype, theta.device
     params = getattr(model, "parameters", None)
     if callable(params):
         for prm in params():

@@ -130,10 +130,9 @@ def _desc(spec: Tuple[int, ...], hr: float):
 _dtype_code = lru_cache(maxsize=None)(dtype_code)
 
 
-def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, entry=None, **args) -> None:
-    """One call into the core (``entry``: ``core.call``, or ``core.train_epoch`` for a CPU epoch). x: a
-    state tensor (dtype, device); tensors in ``args`` go as (pointer, numel) pairs, ``params`` by the names
-    the scheme gives them (``core.SCHEME_PARAMS``), everything else by name as it is."""
+def _arguments(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, args: Dict):
+    """The core's arguments for one call (see :func:`_launch`): (NetDesc, keyword arguments, the solver's
+    status flag or None)."""
     require()
     if x.is_cuda and not core.has_cuda:
         raise RuntimeError(
@@ -144,7 +143,7 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, entry=No
         raise RuntimeError(f"the fused backend runs on CPU and CUDA tensors, not on {x.device.type}")
     params = args.pop("params", ())
     kw = {k: (v.data_ptr(), v.numel()) if isinstance(v, Tensor) else v for k, v in args.items()}
-    common = dict(dtype=_dtype_code(x.dtype), N=N, nthreads=torch.get_num_threads(), cuda=x.is_cuda)
+    kw.update(dtype=_dtype_code(x.dtype), N=N, nthreads=torch.get_num_threads(), cuda=x.is_cuda)
     desc = _desc(tuple(int(s) for s in spec), float(hr))
     status = None
     if "scheme" in args:
@@ -159,22 +158,65 @@ def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, entry=No
                 )
             status = torch.zeros(1, dtype=torch.int32, device=x.device)
             kw["status"] = (status.data_ptr(), 1)
+    return desc, kw, status
+
+
+def _check_status(status: Optional[Tensor], scheme: int, max_iter) -> None:
+    if status is not None and int(status.item()):
+        raise SolverError(
+            f"{_scheme_name(scheme)}: the implicit equation did not converge in {int(max_iter)} iterations in "
+            "the compiled core; use a smaller time step h, or raise max_iter / tol"
+        )
+
+
+def _launch(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, entry=None, **args) -> None:
+    """One call into the core (``entry``: ``core.call``, or ``core.train_epoch`` for a CPU epoch). x: a
+    state tensor (dtype, device); tensors in ``args`` go as (pointer, numel) pairs, ``params`` by the names
+    the scheme gives them (``core.SCHEME_PARAMS``), everything else by name as it is."""
+    if entry is None and x.device.type == "cpu":
+        return _run_planned(op, spec, hr, x, N, args)
+    desc, kw, status = _arguments(op, spec, hr, x, N, args)
     if x.is_cuda:
         with torch.cuda.device(x.device):
             stream = torch.cuda.current_stream(x.device).cuda_stream
             # the kernels' scratch comes from PyTorch's caching allocator (reused across calls, capturable
             # in CUDA graphs); it is freed, stream-ordered, when `work` goes out of scope
-            n = core.workspace_bytes(core.OPS[op], desc, **common, **kw)
+            n = core.workspace_bytes(core.OPS[op], desc, **kw)
             work = torch.empty(n, dtype=torch.uint8, device=x.device)
-            core.call(core.OPS[op], desc, stream=stream, work=(work.data_ptr(), n), **common, **kw)
+            core.call(core.OPS[op], desc, stream=stream, work=(work.data_ptr(), n), **kw)
     else:
-        (entry or core.call)(core.OPS[op], desc, **common, **kw)
-    if status is not None and int(status.item()):
-        raise SolverError(
-            f"{_scheme_name(args['scheme'])}: the implicit equation did not converge in "
-            f"{int(kw['max_iter'])} iterations in the compiled core; use a smaller time step h, or raise "
-            "max_iter / tol"
-        )
+        (entry or core.call)(core.OPS[op], desc, **kw)
+    if status is not None:
+        _check_status(status, args["scheme"], kw.get("max_iter"))
+
+
+#: CPU calls with their arguments read once (core.Plan), by everything but the buffers' addresses. A
+#: training loop or a rollout repeats a few such calls; reading a call's arguments by name costs about
+#: as much as the kernels of a step at N = 100 (benchmarks/RESULTS.md).
+_plans: Dict[tuple, tuple] = {}
+_MAX_PLANS = 256
+
+
+def _run_planned(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, args: Dict) -> None:
+    key = (op, *spec, hr, x.dtype, N, torch.get_num_threads()) + tuple(
+        (k, v.numel() if isinstance(v, Tensor) else tuple(v) if isinstance(v, list) else v) for k, v in args.items()
+    )
+    found = _plans.get(key)
+    if found is None:
+        desc, kw, status = _arguments(op, spec, hr, x, N, dict(args))
+        plan = core.Plan(core.OPS[op], desc, **kw)
+        if len(_plans) >= _MAX_PLANS:
+            _plans.clear()
+        found = _plans[key] = (plan, status is not None, kw.get("max_iter"))
+    plan, solves, max_iter = found
+    ptrs = [v.data_ptr() for v in args.values() if isinstance(v, Tensor)]
+    status = None
+    if solves:
+        status = torch.zeros(1, dtype=torch.int32)
+        ptrs.append(status.data_ptr())
+    plan.run(*ptrs)
+    if status is not None:
+        _check_status(status, args["scheme"], max_iter)
 
 
 @lru_cache(maxsize=None)
@@ -321,8 +363,13 @@ def _check_scheme(op: str, scheme: int, h: float, steps: int, params: List[float
 
 def _state_dim(scheme: int, d: int) -> int:
     """Width of the state that ``scheme`` carries and its rollouts return: d, or 2d for Tao's (p | y),
-    (q | x); the observed (p, q) are its first d columns."""
-    return core.SCHEME_STATE[_scheme_name(scheme)] * d if core is not None else d
+    (q | x); the observed (p, q) are its first d columns. (d may be symbolic under tracing.)"""
+    return _state_mult(scheme) * d
+
+
+@lru_cache(maxsize=None)
+def _state_mult(scheme: int) -> int:
+    return core.SCHEME_STATE[_scheme_name(scheme)] if core is not None else 1
 
 
 def _state_shape(p: Tensor, scheme: int, lead=()) -> Tuple[int, ...]:
@@ -427,10 +474,10 @@ def step_op(
     return _step_impl(theta, t, p, q, spec, hr, h, scheme, params)
 
 
-def _step_impl(theta, t, p, q, spec, hr, h, scheme, params, keep=False):
+def _step_impl(theta, t, p, q, spec, hr, h, scheme, params):
     _check_inputs("step", theta, t, p, q, spec, hr)
     _check_scheme("step", scheme, h, 1, params)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False, keep)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False)
 
 
 @step_op.register_fake
@@ -497,10 +544,10 @@ def rollout_op(
     return _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps)
 
 
-def _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps, keep=False):
+def _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps):
     _check_inputs("rollout", theta, t, p, q, spec, hr)
     _check_scheme("rollout", scheme, h, steps, params)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True, keep)
+    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True)
 
 
 @rollout_op.register_fake
@@ -623,8 +670,24 @@ def _eager_function(name: str, impl, setup, backward, keeps: bool = False):
 
 _hamiltonian = _eager_function("Hamiltonian", _hamiltonian_impl, _grad_setup, _ham_bwd)
 _grad = _eager_function("Grad", _grad_impl, _grad_setup, _grad_bwd)
-_step = _eager_function("Step", _step_impl, _step_setup, _step_bwd, keeps=True)
-_rollout = _eager_function("Rollout", _rollout_impl, _rollout_setup, _rollout_bwd, keeps=True)
+
+
+# The eager step and rollout trust their inputs (FusedBackend.rollout's contract: the public entry points
+# validated them against the network, whose θ and structure agree by construction) and keep their stages.
+# The checks of the custom ops cost more than the kernels of a step at N = 100; what stays is one
+# comparison that keeps a wrong dtype or shape from reaching the core, which reads raw memory.
+def _trusted(op: str):
+    def impl(theta, t, p, q, spec, hr, h, scheme, params, steps=1, keep=False):
+        N = p.shape[0]
+        if not (theta.dtype == t.dtype == p.dtype == q.dtype and q.shape == p.shape and t.shape == (N,)):
+            _check_inputs(op, theta, t, p, q, spec, hr)  # raises, naming the argument
+        return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, op == "rollout", keep)
+
+    return impl
+
+
+_step = _eager_function("Step", _trusted("step"), _step_setup, _step_bwd, keeps=True)
+_rollout = _eager_function("Rollout", _trusted("rollout"), _rollout_setup, _rollout_bwd, keeps=True)
 
 
 # ----------------------------------------------------------------------------- training windows
