@@ -282,10 +282,11 @@ struct Driver {
     load(b, pb, c.P_bar.as<const S>() + last, ds, true);
     load(b, qb, c.Q_bar.as<const S>() + last, ds, true);
     for (long k = c.steps - 1; k >= 0; --k) {
+      P stage_scratch = ssc;  // the step's stages: kept by the forward, or recomputed here
       if (kept) {
         const P r = kept_step<Sc>(st, kept, k);
         st.adjoints = unsigned(lane(r[0], 0));
-        Sc::backward(st, prm, r + 1, h, pb, qb, acc);
+        stage_scratch = r + 1;
       } else {
         if (c.trajectory) {
           load(b, p, c.P.as<const S>() + k * Nds, ds, false);
@@ -296,8 +297,8 @@ struct Driver {
           lift_state<Sc>(d, p, q);
         }
         Sc::template forward<true, false>(st, prm, ssc, t + S(k) * h, h, p, q);
-        Sc::backward(st, prm, ssc, h, pb, qb, acc);
       }
+      Sc::backward(st, prm, stage_scratch, h, pb, qb, acc);
       if (c.trajectory) {  // the cotangent of state k itself (p, q are free again)
         load(b, p, c.P_bar.as<const S>() + k * Nds, ds, true);
         load(b, q, c.Q_bar.as<const S>() + k * Nds, ds, true);
