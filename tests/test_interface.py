@@ -174,11 +174,12 @@ def test_prepared_call_equals_call_and_is_checked():
 
 @requires_fused
 def test_planned_calls_follow_their_sizes():
-    # the fused ops' CPU calls are prepared once per op, structure, sizes and scalars: calls that differ
-    # in any of them get their own plan and their own result
+    # the fused ops' CPU calls are prepared once per op, structure, sizes and scalars (eager steps and
+    # rollouts per configuration): calls that differ in any of them get their own plan and their own result
     from hinn.backends import fused
 
     fused._plans.clear()
+    fused._integrations.clear()
     net = hinn.HamiltonianNet(1, width=4, depth=2, dtype=torch.float64, backend="fused")
     ref = hinn.HamiltonianNet(1, width=4, depth=2, dtype=torch.float64, backend="autograd")
     ref.load_state_dict(net.state_dict())
@@ -186,17 +187,23 @@ def test_planned_calls_follow_their_sizes():
     for N, h, scheme in ((7, 0.1, "leapfrog"), (9, 0.1, "leapfrog"), (7, 0.2, "leapfrog"), (7, 0.1, "rk4"),
                          (7, 0.1, "leapfrog")):  # fmt: skip
         p, q = torch.randn(N, 1, dtype=torch.float64, generator=g), torch.randn(N, 1, dtype=torch.float64, generator=g)
-        got = hinn.rollout(net, 0.0, p, q, h, 3, scheme)
-        want = hinn.rollout(ref, 0.0, p, q, h, 3, scheme)
-        assert all(rel_err(a, b) < 1e-13 for a, b in zip(got, want)), (N, h, scheme)
-    assert len(fused._plans) == 4  # the last configuration repeats the first
-    monkey = fused._MAX_PLANS
+        for dtype in (torch.float64, torch.float32, torch.float64):
+            a, b = net.to(dtype), ref.to(dtype)
+            x, y = p.to(dtype), q.to(dtype)
+            got = hinn.rollout(a, 0.0, x, y, h, 3, scheme) + a.value_and_grad(0.0, x, y)
+            want = hinn.rollout(b, 0.0, x, y, h, 3, scheme) + b.value_and_grad(0.0, x, y)
+            tol = 1e-13 if x.dtype == torch.float64 else 1e-5
+            assert all(rel_err(u, v) < tol for u, v in zip(got, want)), (N, h, scheme, x.dtype)
+    assert len(fused._integrations) == 8  # 4 configurations x 2 dtypes: the last repeats the first
+    assert len(fused._plans) == 4  # grad: N = 7 and 9 x 2 dtypes
+    limit = fused._MAX_PLANS
     try:
         fused._MAX_PLANS = 2
         hinn.rollout(net, 0.0, p[:5], q[:5], 0.1, 3, "leapfrog")
-        assert len(fused._plans) == 1  # the cache is bounded: full, it starts again
+        net.value_and_grad(0.0, p[:5], q[:5])
+        assert len(fused._integrations) == 1 and len(fused._plans) == 1  # bounded: full, they start again
     finally:
-        fused._MAX_PLANS = monkey
+        fused._MAX_PLANS = limit
 
 
 @requires_fused

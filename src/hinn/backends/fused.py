@@ -22,9 +22,11 @@ for those.
 Every op guards its own door: it checks θ's length against the structure ``spec`` = [d, time, width,
 depth, activation code], the shapes of t, p, q and of every cotangent, one dtype and one device, in its
 real implementation (plain comparisons: cheap) and its fake one (``torch._check*``, so that
-``torch.compile`` and ``torch.export`` see the same contract on symbolic sizes). The compiled core sees
-only raw pointers (DESIGN §4): tensors are made contiguous and kept referenced here until the call
-returns, and the core checks every buffer's size once more.
+``torch.compile`` and ``torch.export`` see the same contract on symbolic sizes); the eager step and
+rollout behind ``hinn.step``/``hinn.rollout`` trust the checks of those entry points and keep one
+comparison. The compiled core sees only raw pointers (DESIGN §4): tensors are made contiguous and kept
+referenced here until the call returns, and the core checks every buffer's size once more. CPU calls are
+prepared once (``core.Plan``) and then take their buffers' pointers alone.
 """
 
 from __future__ import annotations
@@ -201,22 +203,29 @@ def _run_planned(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, arg
     key = (op, *spec, hr, x.dtype, N, torch.get_num_threads()) + tuple(
         (k, v.numel() if isinstance(v, Tensor) else tuple(v) if isinstance(v, list) else v) for k, v in args.items()
     )
-    found = _plans.get(key)
-    if found is None:
-        desc, kw, status = _arguments(op, spec, hr, x, N, dict(args))
-        plan = core.Plan(core.OPS[op], desc, **kw)
+    prepared = _plans.get(key)
+    if prepared is None:
         if len(_plans) >= _MAX_PLANS:
             _plans.clear()
-        found = _plans[key] = (plan, status is not None, kw.get("max_iter"))
-    plan, solves, max_iter = found
-    ptrs = [v.data_ptr() for v in args.values() if isinstance(v, Tensor)]
-    status = None
-    if solves:
-        status = torch.zeros(1, dtype=torch.int32)
-        ptrs.append(status.data_ptr())
-    plan.run(*ptrs)
-    if status is not None:
-        _check_status(status, args["scheme"], max_iter)
+        prepared = _plans[key] = _prepare(op, spec, hr, x, N, args)
+    _run_prepared(prepared, args.get("scheme"), [v.data_ptr() for v in args.values() if isinstance(v, Tensor)])
+
+
+def _prepare(op: str, spec: Sequence[int], hr: float, x: Tensor, N: int, args: Dict) -> tuple:
+    """(core.Plan of this CPU call, whether it takes a solver's status flag, its max_iter); the plan's
+    pointers are those of ``args``' tensors, in their order, then the flag's."""
+    desc, kw, status = _arguments(op, spec, hr, x, N, dict(args))
+    return core.Plan(core.OPS[op], desc, **kw), status is not None, kw.get("max_iter")
+
+
+def _run_prepared(prepared: tuple, scheme: Optional[int], ptrs: List[int]) -> None:
+    plan, solves, max_iter = prepared
+    if not solves:
+        plan.run(*ptrs)
+        return
+    status = torch.zeros(1, dtype=torch.int32)
+    plan.run(*ptrs, status.data_ptr())
+    _check_status(status, scheme, max_iter)
 
 
 @lru_cache(maxsize=None)
@@ -420,43 +429,135 @@ def release_kept_stages() -> None:
     _Kept._pool.clear()
 
 
-def _kept_buffer(spec, hr, p: Tensor, scheme: int, steps: int) -> Optional[_Kept]:
-    """Room for a rollout's stages, or None where they are not kept (CUDA, narrow, or past the budget)."""
-    if p.is_cuda or steps == 0 or spec[2] < KEPT_MIN_WIDTH:
-        return None
-    desc = _desc(tuple(int(s) for s in spec), float(hr))
-    n = core.kept_size(desc, N=p.shape[0], scheme=scheme, steps=steps)
-    if n == 0 or _Kept.live + n * p.element_size() > KEPT_STAGES_BUDGET:
-        return None
-    return _Kept(n, p)
-
-
-def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory, keep=False):
-    """The final state or the trajectory; with ``keep``, also the stages kept for _integrate_bwd (or None)."""
+def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
+    """The final state or the trajectory (the custom ops, and eager calls on CUDA)."""
     theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
     shape = _state_shape(p, scheme, (steps + 1,) if trajectory else ())
     P, Q = p.new_empty(shape), q.new_empty(shape)
-    kept = _kept_buffer(spec, hr, p, scheme, steps) if keep else None
     _launch(
         "rollout", spec, hr, p, p.shape[0],
         theta=theta, t=t, p=p, q=q, P=P, Q=Q, scheme=scheme, params=params, h=h, steps=steps,
-        trajectory=trajectory, **({"kept": kept.buf} if kept else {}),
+        trajectory=trajectory,
     )  # fmt: skip
-    return (P, Q, kept) if keep else (P, Q)
+    return P, Q
 
 
-def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, trajectory, kept=None):
+def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, trajectory):
     theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
     N, d = P.shape[-2], spec[0]
     p0b, q0b, thb = P.new_empty((N, d)), Q.new_empty((N, d)), torch.empty_like(theta)
-    # stages kept by other CPU kernels than today's (set_cpu_isa in between) are laid out differently
-    use = {"kept": kept.buf} if kept is not None and kept.isa == core.cpu_isa() else {}
     _launch(
         "rollout_backward", spec, hr, P, N,
         theta=theta, t=t, P=P, Q=Q, P_bar=Pb, Q_bar=Qb, p_bar=p0b, q_bar=q0b, theta_bar=thb,
-        scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory, **use,
+        scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory,
     )  # fmt: skip
     return p0b, q0b, thb
+
+
+class _Integration:
+    """The eager step or rollout of one configuration (structure, scheme and its parameters, h, steps,
+    trajectory or final state, N, dtype, threads). On the CPU both of its core calls are prepared once
+    (a call then costs its new tensors and their pointers), and the forward keeps its stages for the
+    backward (from KEPT_MIN_WIDTH, within KEPT_STAGES_BUDGET); CUDA launches each call afresh and
+    recomputes. Through the generic path, the public step at N = 100 cost 0.13 ms more than its kernels
+    and PyTorch's own autograd (benchmarks/RESULTS.md)."""
+
+    __slots__ = ("args", "shape", "trajectory", "kept_n", "_plans")
+    _FWD = ("theta", "t", "p", "q", "P", "Q")
+    _BWD = ("theta", "t", "P", "Q", "P_bar", "Q_bar", "p_bar", "q_bar", "theta_bar")
+
+    def __init__(self, spec, hr, h, scheme, params, steps, trajectory, N):
+        self.args = (tuple(spec), hr, dict(scheme=scheme, params=list(params), h=h, steps=steps, trajectory=trajectory))
+        self.shape = ((steps + 1,) if trajectory else ()) + (N, _state_dim(scheme, spec[0]))
+        self.trajectory = trajectory
+        self.kept_n = (
+            core.kept_size(_desc(tuple(spec), float(hr)), N=N, scheme=scheme, steps=steps)
+            if steps and spec[2] >= KEPT_MIN_WIDTH
+            else 0
+        )
+        self._plans: Dict[tuple, tuple] = {}
+
+    def _run(self, op: str, names: Tuple[str, ...], tensors: Sequence[Tensor]) -> None:
+        x = tensors[2]
+        if x.device.type != "cpu":
+            spec, hr, scalars = self.args
+            return _launch(op, spec, hr, x, x.shape[-2], **dict(zip(names, tensors)), **scalars)
+        key = (op, len(tensors))
+        prepared = self._plans.get(key)
+        if prepared is None:
+            spec, hr, scalars = self.args
+            args = {**dict(zip(names, tensors)), **scalars}
+            prepared = self._plans[key] = _prepare(op, spec, hr, x, x.shape[-2], args)
+        _run_prepared(prepared, self.args[2]["scheme"], [x.data_ptr() for x in tensors])
+
+    def forward(self, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, keep: bool):
+        """(P, Q, the kept stages or None)."""
+        theta, t, p, q = theta.contiguous(), t.contiguous(), p.contiguous(), q.contiguous()
+        P, Q = p.new_empty(self.shape), q.new_empty(self.shape)
+        n = self.kept_n if keep and KEPT_MIN_WIDTH <= self.args[0][2] and not p.is_cuda else 0
+        kept = _Kept(n, p) if n and _Kept.live + n * p.element_size() <= KEPT_STAGES_BUDGET else None
+        tensors = [theta, t, p, q, P, Q]
+        self._run("rollout", self._FWD + ("kept",), tensors + [kept.buf] if kept else tensors)
+        return P, Q, kept
+
+    def backward(self, theta, t, X, Y, Xb, Yb, kept: Optional[_Kept]):
+        """(p̄0, q̄0, θ̄) from the cotangents of the outputs; X, Y: the inputs (a step) or the trajectory."""
+        theta, t, X, Y, Xb, Yb = (x.contiguous() for x in (theta, t, X, Y, Xb, Yb))
+        shape = (X.shape[-2], self.args[0][0])
+        p0b, q0b, thb = X.new_empty(shape), X.new_empty(shape), torch.empty_like(theta)
+        tensors = [theta, t, X, Y, Xb, Yb, p0b, q0b, thb]
+        # stages kept by other CPU kernels than today's (set_cpu_isa in between) are laid out differently
+        if kept is not None and kept.isa == core.cpu_isa():
+            self._run("rollout_backward", self._BWD + ("kept",), tensors + [kept.buf])
+        else:
+            self._run("rollout_backward", self._BWD, tensors)
+        return p0b, q0b, thb
+
+
+_integrations: Dict[tuple, _Integration] = {}
+
+
+class _Integrate(torch.autograd.Function):
+    """The eager step or rollout (:class:`_Integration`): θ, t, p, q and the configuration. Under
+    torch.compile and export the custom ops run instead, whose tracing sees their contracts."""
+
+    @staticmethod
+    def forward(ctx, theta, t, p, q, run: _Integration):
+        P, Q, ctx.kept = run.forward(theta, t, p, q, keep=True)
+        ctx.save_for_backward(theta, t, *((P, Q) if run.trajectory else (p, q)))
+        ctx.run = run
+        return P, Q
+
+    @staticmethod
+    def backward(ctx, Pb, Qb):
+        _first_order_only()
+        theta, t, X, Y = ctx.saved_tensors
+        p0b, q0b, thb = ctx.run.backward(theta, t, X, Y, Pb, Qb, ctx.kept)
+        return thb, None, p0b, q0b, None
+
+
+def _integrate_eager(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
+    """The eager step or rollout. Its inputs are trusted (FusedBackend.rollout's contract: the public entry
+    points validated them against the network, whose θ and structure agree by construction): the custom
+    ops' checks cost more than the kernels of a step at N = 100. One comparison stays, which keeps a wrong
+    dtype or shape from the core, which reads raw memory."""
+    N = p.shape[0]
+    if not (
+        theta.dtype == t.dtype == p.dtype == q.dtype
+        and q.shape == p.shape
+        and t.shape == (N,)
+        and theta.device == t.device == p.device == q.device
+    ):
+        _check_inputs("rollout" if trajectory else "step", theta, t, p, q, spec, hr)  # raises, naming the argument
+    key = (*spec, hr, h, scheme, *params, steps, trajectory, N, p.dtype, torch.get_num_threads())
+    run = _integrations.get(key)
+    if run is None:
+        if len(_integrations) >= _MAX_PLANS:
+            _integrations.clear()
+        run = _integrations[key] = _Integration(spec, hr, h, scheme, params, steps, trajectory, N)
+    if torch.is_grad_enabled() and (theta.requires_grad or p.requires_grad or q.requires_grad or t.requires_grad):
+        return _Integrate.apply(theta, t, p, q, run)
+    return run.forward(theta, t, p, q, keep=False)[:2]
 
 
 @torch.library.custom_op("hinn::step", mutates_args=())
@@ -501,13 +602,7 @@ def step_backward_op(
     scheme: int, params: List[float],
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
-    return _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
-
-
-def _step_backward_trusted(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, kept=None):
-    """The eager backward: its inputs are the checked forward's own and autograd's cotangents of its
-    outputs, so the argument checks are not run twice (the core still checks every buffer's size)."""
-    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False, kept)
+    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False)
 
 
 @step_backward_op.register_fake
@@ -527,9 +622,7 @@ def _step_bwd(ctx, pb, qb):
     shape = _state_shape(p, ctx.args[3])
     pb = pb if pb is not None else p.new_zeros(shape)
     qb = qb if qb is not None else q.new_zeros(shape)
-    p0b, q0b, thb = _backward_of(ctx, step_backward_op, _step_backward_trusted)(
-        theta, t, p, q, pb, qb, *ctx.args, **_kept_of(ctx)
-    )
+    p0b, q0b, thb = step_backward_op(theta, t, p, q, pb, qb, *ctx.args)
     return thb, None, p0b, q0b, None, None, None, None, None
 
 
@@ -575,12 +668,7 @@ def rollout_backward_op(
     scheme: int, params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
-    return _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
-
-
-def _rollout_backward_trusted(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, kept=None):
-    """The eager backward (as _step_backward_trusted)."""
-    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True, kept)
+    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True)
 
 
 @rollout_backward_op.register_fake
@@ -599,9 +687,7 @@ def _rollout_setup(ctx, inputs, output):
 
 def _rollout_bwd(ctx, Pb, Qb):
     theta, t, P, Q = ctx.saved_tensors
-    p0b, q0b, thb = _backward_of(ctx, rollout_backward_op, _rollout_backward_trusted)(
-        theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args, **_kept_of(ctx)
-    )
+    p0b, q0b, thb = rollout_backward_op(theta, t, P, Q, _zeros_if_none(Pb, P), _zeros_if_none(Qb, Q), *ctx.args)
     return thb, None, p0b, q0b, None, None, None, None, None, None
 
 
@@ -609,10 +695,11 @@ rollout_op.register_autograd(_rollout_bwd, setup_context=_rollout_setup)
 
 
 # ----------------------------------------------------------------------------- the eager fast path
-# Eager calls skip the torch.library dispatcher: the same implementation, setup and backward functions
-# under a plain autograd.Function (measured per training step at N = 2000: the custom-op layer cost about
-# 0.15 ms per op call and its autograd wrapper more; benchmarks/RESULTS.md). Under torch.compile / export
-# the custom ops above are used, so that tracing sees their fake implementations and contracts.
+# Eager calls skip the torch.library dispatcher: H and ∇H run the same implementation, setup and backward
+# functions under a plain autograd.Function (measured per training step at N = 2000: the custom-op layer
+# cost about 0.15 ms per op call and its autograd wrapper more; benchmarks/RESULTS.md); steps and
+# rollouts run _Integrate (above), with prepared calls and kept stages. Under torch.compile / export the
+# custom ops are used, so that tracing sees their fake implementations and contracts.
 def _eager() -> bool:
     compiler = getattr(torch, "compiler", None)
     return not (compiler is not None and compiler.is_compiling())
@@ -623,33 +710,26 @@ def _backward_of(ctx, op, impl):
     the first-order check) for the eager fast path."""
     if not getattr(ctx, "eager", False):
         return op
+    _first_order_only()
+    return impl
+
+
+def _first_order_only() -> None:
     # a backward run with create_graph=True: its result would silently lack the second-order terms
     if torch.is_grad_enabled():
         raise RuntimeError(
             "the fused backend computes first derivatives only (its backward passes are not differentiable "
             "again); use backend='autograd' for second derivatives"
         )
-    return impl
 
 
-def _kept_of(ctx) -> Dict:
-    """The stages an eager forward kept, as the trusted backward's keyword (the custom ops keep none)."""
-    kept = getattr(ctx, "kept", None)
-    return {} if kept is None else {"kept": kept}
-
-
-def _eager_function(name: str, impl, setup, backward, keeps: bool = False):
+def _eager_function(name: str, impl, setup, backward):
     """``impl`` as an autograd.Function with the custom op's own setup and backward. The classic
     ``forward(ctx, *inputs)`` form: a Function with a separate ``setup_context`` binds its forward's
-    signature on every call (inspect.signature: about 45 µs a call, measured on a training step). With
-    ``keeps``, ``impl(*inputs, keep=True)`` also returns the stages its backward reads (ctx.kept)."""
+    signature on every call (inspect.signature: about 45 µs a call, measured on a training step)."""
 
     def forward(ctx, *inputs):
-        if keeps:
-            *output, ctx.kept = impl(*inputs, keep=True)
-            output = tuple(output)
-        else:
-            output = impl(*inputs)
+        output = impl(*inputs)
         setup(ctx, inputs, output)
         ctx.eager = True
         return output
@@ -670,24 +750,6 @@ def _eager_function(name: str, impl, setup, backward, keeps: bool = False):
 
 _hamiltonian = _eager_function("Hamiltonian", _hamiltonian_impl, _grad_setup, _ham_bwd)
 _grad = _eager_function("Grad", _grad_impl, _grad_setup, _grad_bwd)
-
-
-# The eager step and rollout trust their inputs (FusedBackend.rollout's contract: the public entry points
-# validated them against the network, whose θ and structure agree by construction) and keep their stages.
-# The checks of the custom ops cost more than the kernels of a step at N = 100; what stays is one
-# comparison that keeps a wrong dtype or shape from reaching the core, which reads raw memory.
-def _trusted(op: str):
-    def impl(theta, t, p, q, spec, hr, h, scheme, params, steps=1, keep=False):
-        N = p.shape[0]
-        if not (theta.dtype == t.dtype == p.dtype == q.dtype and q.shape == p.shape and t.shape == (N,)):
-            _check_inputs(op, theta, t, p, q, spec, hr)  # raises, naming the argument
-        return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, op == "rollout", keep)
-
-    return impl
-
-
-_step = _eager_function("Step", _trusted("step"), _step_setup, _step_bwd, keeps=True)
-_rollout = _eager_function("Rollout", _trusted("rollout"), _rollout_setup, _rollout_bwd, keeps=True)
 
 
 # ----------------------------------------------------------------------------- training windows
@@ -892,10 +954,12 @@ class FusedBackend(Backend):
         if not trajectory and steps != 1:
             raise ValueError(f"a single fused step has steps = 1, got {steps}")
         args = (net.theta, t, p, q, spec, net.resnet_step, h, code, params)
-        if trajectory:
-            P, Q = (_rollout if _eager() else rollout_op)(*args, steps)
+        if _eager():
+            P, Q = _integrate_eager(*args, steps, trajectory)
+        elif trajectory:
+            P, Q = rollout_op(*args, steps)
         else:
-            P, Q = (_step if _eager() else step_op)(*args)
+            P, Q = step_op(*args)
         d = spec[0]
         # the observed part of the scheme's state (Tao's copies are dropped; their gradient is zero)
         return (P, Q) if P.shape[-1] == d else (P[..., :d], Q[..., :d])
