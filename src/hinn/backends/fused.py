@@ -470,11 +470,8 @@ class _Integration:
         self.args = (tuple(spec), hr, dict(scheme=scheme, params=list(params), h=h, steps=steps, trajectory=trajectory))
         self.shape = ((steps + 1,) if trajectory else ()) + (N, _state_dim(scheme, spec[0]))
         self.trajectory = trajectory
-        self.kept_n = (
-            core.kept_size(_desc(tuple(spec), float(hr)), N=N, scheme=scheme, steps=steps)
-            if steps and spec[2] >= KEPT_MIN_WIDTH
-            else 0
-        )
+        desc = _desc(tuple(spec), float(hr))
+        self.kept_n = core.kept_size(desc, N=N, scheme=scheme, steps=steps) if steps else 0  # if kept (forward)
         self._plans: Dict[tuple, tuple] = {}
 
     def _run(self, op: str, names: Tuple[str, ...], tensors: Sequence[Tensor]) -> None:
