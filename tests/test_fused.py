@@ -243,6 +243,21 @@ def test_kept_stages_equal_recomputed_ones(scheme, cpu_isa, monkeypatch):
         assert rel_err(kept[2], again[1]) < 1e-13, (scheme, w, L, "rollout")
 
 
+def test_keeping_is_decided_per_call(monkeypatch):
+    # one configuration (structure, scheme, sizes) is prepared once; whether its stages are kept follows
+    # KEPT_MIN_WIDTH and the budget at each call
+    net = random_net(1, 24, 1, True, "tanh", 0)
+    net.backend = "fused"
+    t, p, q = random_state(40, 1, 2)
+    pr = p.clone().requires_grad_()
+    kept = lambda: hinn.step(net, t, pr, q, 0.1, "leapfrog")[0].grad_fn.kept is not None  # noqa: E731
+    assert not kept()  # width 24 < KEPT_MIN_WIDTH
+    monkeypatch.setattr(fused, "KEPT_MIN_WIDTH", 16)
+    assert kept()
+    monkeypatch.setattr(fused, "KEPT_STAGES_BUDGET", 0)
+    assert not kept()
+
+
 def test_kept_stages_of_other_kernels_are_not_read():
     # kernels switched between a forward and its backward lay stages out differently: recomputed instead
     isas = fused.core.cpu_isas()
