@@ -44,8 +44,6 @@ bool all_finite(const std::vector<std::pair<std::uintptr_t, long>>& bufs, int dt
   return true;
 }
 
-// Buffers as (ptr, numel) pairs and scalars, every one by name (core.h, types.h): an unknown or misspelled
-// name is an error, so that no two arguments can be swapped unnoticed.
 using Slot = hinn::Buf Call::*;
 
 // The buffer argument named k, or null for a scalar's name.
@@ -57,6 +55,8 @@ Slot buffer_slot(const std::string& k) {
   return nullptr;
 }
 
+// Buffers as (ptr, numel) pairs and scalars, every one by name (core.h, types.h): an unknown or misspelled
+// name is an error, so that no two arguments can be swapped unnoticed.
 void set_arg(Call& c, const std::string& k, py::handle v) {
   if (const Slot s = buffer_slot(k)) {
     c.*s = read_buf(k, v);
@@ -100,10 +100,11 @@ void call(int op, const hinn::NetDesc& nd, const py::kwargs& kw) {
   hinn::run(o, nd, c);
 }
 
-// A CPU call whose arguments are read once, for the eager step and rollout, which repeat one call per
-// training step: a run takes only the buffers' pointers, positionally, in the order the buffers were named
-// (`slots`); their sizes and every scalar stay as given. Parsing the arguments by name costs more than the
-// kernels of a small step (about 7 us a call); run() checks the whole call again, as call() does.
+// A CPU call whose arguments are read once, for calls that repeat (a training loop's step and its backward,
+// a rollout's evaluations): a run takes only the buffers' pointers, positionally, in the order the buffers
+// were named (`slots`); their sizes and every scalar stay as given. Building and reading a dozen named
+// arguments per call cost more than the kernels of a step at N = 1 (benchmarks/RESULTS.md); run() checks
+// the whole call again, as call() does.
 class Plan {
  public:
   Plan(int op, const hinn::NetDesc& nd, const py::kwargs& kw) : op_(op_of(op)), nd_(nd) {
