@@ -429,78 +429,52 @@ def release_kept_stages() -> None:
     _Kept._pool.clear()
 
 
-def _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, trajectory):
-    """The final state or the trajectory (the custom ops, and eager calls on CUDA)."""
-    theta, t, p, q = _c(theta), _c(t), _c(p), _c(q)
-    shape = _state_shape(p, scheme, (steps + 1,) if trajectory else ())
-    P, Q = p.new_empty(shape), q.new_empty(shape)
-    _launch(
-        "rollout", spec, hr, p, p.shape[0],
-        theta=theta, t=t, p=p, q=q, P=P, Q=Q, scheme=scheme, params=params, h=h, steps=steps,
-        trajectory=trajectory,
-    )  # fmt: skip
-    return P, Q
-
-
-def _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, trajectory):
-    theta, t, P, Q, Pb, Qb = map(_c, (theta, t, P, Q, Pb, Qb))
-    N, d = P.shape[-2], spec[0]
-    p0b, q0b, thb = P.new_empty((N, d)), Q.new_empty((N, d)), torch.empty_like(theta)
-    _launch(
-        "rollout_backward", spec, hr, P, N,
-        theta=theta, t=t, P=P, Q=Q, P_bar=Pb, Q_bar=Qb, p_bar=p0b, q_bar=q0b, theta_bar=thb,
-        scheme=scheme, params=params, h=h, steps=steps, trajectory=trajectory,
-    )  # fmt: skip
-    return p0b, q0b, thb
-
-
 class _Integration:
-    """The eager step or rollout of one configuration (structure, scheme and its parameters, h, steps,
-    trajectory or final state, N, dtype, threads). On the CPU both of its core calls are prepared once
-    (a call then costs its new tensors and their pointers), and the forward keeps its stages for the
-    backward (from KEPT_MIN_WIDTH, within KEPT_STAGES_BUDGET); CUDA launches each call afresh and
-    recomputes. Through the generic path, the public step at N = 100 cost 0.13 ms more than its kernels
-    and PyTorch's own autograd (benchmarks/RESULTS.md)."""
+    """A step or rollout of one configuration (structure, scheme and its parameters, h, steps, trajectory
+    or final state, N, dtype, threads), for the eager path and the custom ops alike. On the CPU both of
+    its core calls are prepared once (a call then costs its new tensors and their pointers), and a forward
+    asked to keep its stages for the backward does so (from KEPT_MIN_WIDTH, within KEPT_STAGES_BUDGET);
+    CUDA launches each call afresh and recomputes. Through the generic path, the public step at N = 100
+    cost 0.13 ms more than its kernels and PyTorch's own autograd (benchmarks/RESULTS.md)."""
 
-    __slots__ = ("args", "shape", "trajectory", "kept_n", "_plans")
+    __slots__ = ("spec", "hr", "scalars", "shape", "trajectory", "kept_n", "_plans")
     _FWD = ("theta", "t", "p", "q", "P", "Q")
     _BWD = ("theta", "t", "P", "Q", "P_bar", "Q_bar", "p_bar", "q_bar", "theta_bar")
 
     def __init__(self, spec, hr, h, scheme, params, steps, trajectory, N):
-        self.args = (tuple(spec), hr, dict(scheme=scheme, params=list(params), h=h, steps=steps, trajectory=trajectory))
+        self.spec, self.hr = tuple(spec), hr
+        self.scalars = dict(scheme=scheme, params=list(params), h=h, steps=steps, trajectory=trajectory)
         self.shape = ((steps + 1,) if trajectory else ()) + (N, _state_dim(scheme, spec[0]))
         self.trajectory = trajectory
-        desc = _desc(tuple(spec), float(hr))
+        desc = _desc(self.spec, float(hr))
         self.kept_n = core.kept_size(desc, N=N, scheme=scheme, steps=steps) if steps else 0  # if kept (forward)
         self._plans: Dict[tuple, tuple] = {}
 
     def _run(self, op: str, names: Tuple[str, ...], tensors: Sequence[Tensor]) -> None:
         x = tensors[2]
         if x.device.type != "cpu":
-            spec, hr, scalars = self.args
-            return _launch(op, spec, hr, x, x.shape[-2], **dict(zip(names, tensors)), **scalars)
+            return _launch(op, self.spec, self.hr, x, x.shape[-2], **dict(zip(names, tensors)), **self.scalars)
         key = (op, len(tensors))
         prepared = self._plans.get(key)
         if prepared is None:
-            spec, hr, scalars = self.args
-            args = {**dict(zip(names, tensors)), **scalars}
-            prepared = self._plans[key] = _prepare(op, spec, hr, x, x.shape[-2], args)
-        _run_prepared(prepared, self.args[2]["scheme"], [x.data_ptr() for x in tensors])
+            args = {**dict(zip(names, tensors)), **self.scalars}
+            prepared = self._plans[key] = _prepare(op, self.spec, self.hr, x, x.shape[-2], args)
+        _run_prepared(prepared, self.scalars["scheme"], [x.data_ptr() for x in tensors])
 
-    def forward(self, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, keep: bool):
+    def forward(self, theta: Tensor, t: Tensor, p: Tensor, q: Tensor, keep: bool = False):
         """(P, Q, the kept stages or None)."""
         theta, t, p, q = theta.contiguous(), t.contiguous(), p.contiguous(), q.contiguous()
         P, Q = p.new_empty(self.shape), q.new_empty(self.shape)
-        n = self.kept_n if keep and KEPT_MIN_WIDTH <= self.args[0][2] and not p.is_cuda else 0
+        n = self.kept_n if keep and KEPT_MIN_WIDTH <= self.spec[2] and not p.is_cuda else 0
         kept = _Kept(n, p) if n and _Kept.live + n * p.element_size() <= KEPT_STAGES_BUDGET else None
         tensors = [theta, t, p, q, P, Q]
         self._run("rollout", self._FWD + ("kept",), tensors + [kept.buf] if kept else tensors)
         return P, Q, kept
 
-    def backward(self, theta, t, X, Y, Xb, Yb, kept: Optional[_Kept]):
+    def backward(self, theta, t, X, Y, Xb, Yb, kept: Optional[_Kept] = None):
         """(p̄0, q̄0, θ̄) from the cotangents of the outputs; X, Y: the inputs (a step) or the trajectory."""
         theta, t, X, Y, Xb, Yb = (x.contiguous() for x in (theta, t, X, Y, Xb, Yb))
-        shape = (X.shape[-2], self.args[0][0])
+        shape = (X.shape[-2], self.spec[0])
         p0b, q0b, thb = X.new_empty(shape), X.new_empty(shape), torch.empty_like(theta)
         tensors = [theta, t, X, Y, Xb, Yb, p0b, q0b, thb]
         # stages kept by other CPU kernels than today's (set_cpu_isa in between) are laid out differently
@@ -512,6 +486,17 @@ class _Integration:
 
 
 _integrations: Dict[tuple, _Integration] = {}
+
+
+def _integration(spec, hr, h, scheme, params, steps, trajectory, x: Tensor) -> _Integration:
+    """The configuration of a step or rollout from states like ``x`` (N, dtype), prepared once."""
+    key = (*spec, hr, h, scheme, *params, steps, trajectory, x.shape[-2], x.dtype, torch.get_num_threads())
+    run = _integrations.get(key)
+    if run is None:
+        if len(_integrations) >= _MAX_PLANS:
+            _integrations.clear()
+        run = _integrations[key] = _Integration(spec, hr, h, scheme, params, steps, trajectory, x.shape[-2])
+    return run
 
 
 class _Integrate(torch.autograd.Function):
@@ -546,12 +531,7 @@ def _integrate_eager(theta, t, p, q, spec, hr, h, scheme, params, steps, traject
         and theta.device == t.device == p.device == q.device
     ):
         _check_inputs("rollout" if trajectory else "step", theta, t, p, q, spec, hr)  # raises, naming the argument
-    key = (*spec, hr, h, scheme, *params, steps, trajectory, N, p.dtype, torch.get_num_threads())
-    run = _integrations.get(key)
-    if run is None:
-        if len(_integrations) >= _MAX_PLANS:
-            _integrations.clear()
-        run = _integrations[key] = _Integration(spec, hr, h, scheme, params, steps, trajectory, N)
+    run = _integration(spec, hr, h, scheme, params, steps, trajectory, p)
     if torch.is_grad_enabled() and (theta.requires_grad or p.requires_grad or q.requires_grad or t.requires_grad):
         return _Integrate.apply(theta, t, p, q, run)
     return run.forward(theta, t, p, q, keep=False)[:2]
@@ -575,7 +555,7 @@ def step_op(
 def _step_impl(theta, t, p, q, spec, hr, h, scheme, params):
     _check_inputs("step", theta, t, p, q, spec, hr)
     _check_scheme("step", scheme, h, 1, params)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, 1, False)
+    return _integration(spec, hr, h, scheme, params, 1, False, p).forward(theta, t, p, q)[:2]
 
 
 @step_op.register_fake
@@ -599,7 +579,7 @@ def step_backward_op(
     scheme: int, params: List[float],
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     _check_step_backward(theta, t, p, q, pb, qb, spec, hr, h, scheme, params)
-    return _integrate_bwd(theta, t, p, q, pb, qb, spec, hr, h, scheme, params, 1, False)
+    return _integration(spec, hr, h, scheme, params, 1, False, p).backward(theta, t, p, q, pb, qb)
 
 
 @step_backward_op.register_fake
@@ -637,7 +617,7 @@ def rollout_op(
 def _rollout_impl(theta, t, p, q, spec, hr, h, scheme, params, steps):
     _check_inputs("rollout", theta, t, p, q, spec, hr)
     _check_scheme("rollout", scheme, h, steps, params)
-    return _integrate_fwd(theta, t, p, q, spec, hr, h, scheme, params, steps, True)
+    return _integration(spec, hr, h, scheme, params, steps, True, p).forward(theta, t, p, q)[:2]
 
 
 @rollout_op.register_fake
@@ -665,7 +645,7 @@ def rollout_backward_op(
     scheme: int, params: List[float], steps: int,
 ) -> Tuple[Tensor, Tensor, Tensor]:  # fmt: skip
     _check_rollout_backward(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps)
-    return _integrate_bwd(theta, t, P, Q, Pb, Qb, spec, hr, h, scheme, params, steps, True)
+    return _integration(spec, hr, h, scheme, params, steps, True, P).backward(theta, t, P, Q, Pb, Qb)
 
 
 @rollout_backward_op.register_fake
