@@ -148,6 +148,28 @@ HINN_HD scalar_t<V> lane(const V& v, int l) {
   }
 }
 
+// z0 += x k0, z1 += x k1: two outputs of a matrix–vector sweep from one input. For a block, register by
+// register, each loaded register held for its two FMAs: GCC otherwise folds the block's loads into the
+// FMAs and repeats them for the second output, and a 256-bit block's sweep is then bound by the two
+// loads a cycle the core serves instead of by its two FMA pipes (benchmarks/RESULTS.md).
+template <class V, class S>
+HINN_HD void madd2(V& z0, V& z1, const V& x, S k0, S k1) {
+  z0 += x * k0;
+  z1 += x * k1;
+}
+#if !defined(__CUDACC__)
+template <class B, int NB, class S>
+HINN_HD void madd2(vblock<B, NB>& z0, vblock<B, NB>& z1, const vblock<B, NB>& x, S k0, S k1) {
+#pragma GCC unroll 16
+  for (int r = 0; r < NB; ++r) {
+    B xr = x.v[r];
+    asm("" : "+x"(xr));  // in a register: not re-read from memory for the second FMA
+    z0.v[r] += xr * k0;
+    z1.v[r] += xr * k1;
+  }
+}
+#endif
+
 // s − (+0) is s for every s, −0 included (s + 0 would turn −0 into +0 and break sign masks); the
 // compiler folds the subtraction away.
 template <class V, class S>

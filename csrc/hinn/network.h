@@ -170,11 +170,7 @@ HINN_HD void layer_outputs(int w, UP u, const S* K, const S* b, Out&& out) {
     }
   for (; k + 2 <= w; k += 2) {
     V z0 = b ? splat<V>(b[k]) : V{}, z1 = b ? splat<V>(b[k + 1]) : V{};
-    for (int j = 0; j < w; ++j) {
-      const V uj = u[j];
-      z0 += uj * K[j * w + k];
-      z1 += uj * K[j * w + k + 1];
-    }
+    for (int j = 0; j < w; ++j) madd2(z0, z1, V(u[j]), K[j * w + k], K[j * w + k + 1]);
     out(k, z0);
     out(k + 1, z1);
   }
@@ -208,11 +204,7 @@ HINN_HD void add_rows_times(int w, const S* K, CP c, AP a) {
     }
   for (; j + 2 <= w; j += 2) {
     V a0 = a[j], a1 = a[j + 1];
-    for (int k = 0; k < w; ++k) {
-      const V ck = c[k];
-      a0 += K[j * w + k] * ck;
-      a1 += K[(j + 1) * w + k] * ck;
-    }
+    for (int k = 0; k < w; ++k) madd2(a0, a1, V(c[k]), K[j * w + k], K[(j + 1) * w + k]);
     a[j] = a0;
     a[j + 1] = a1;
   }
