@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "core.h"
@@ -36,6 +37,7 @@ struct AccLanes {
   long first = 0, layer_size = 0;  // offset of K_1, and from one residual layer's K to the next
   int nv = 0;                      // registers per row of gw and zt
   void operator()(long i, const V& val) { g[i] += fold(val); }
+  B* layer_gw(long ol, int w) const { return gw + (ol - first) / layer_size * w * nv; }
 };
 // A block's a b + c d summed over its registers as one chain of FMAs into the accumulator: no products
 // or partial sums in between (the weight cotangents of wide layers are half of a backward's arithmetic).
@@ -106,26 +108,42 @@ inline void weight_tiles_of_rows(const vblock<B, NB>* u, const vblock<B, NB>* ud
 }
 
 template <class B, int NB>
-inline void acc_layer_weights(AccLanes<vblock<B, NB>>& acc, long ol, int w, vblock<B, NB>* u, vblock<B, NB>* ud,
-                              vblock<B, NB>* z, vblock<B, NB>* zd) {
-  if (!acc.gw) {  // below kByLayerMinWidth
-    fold_layer_weights(acc, ol, w, u, ud, z, zd);
-    return;
-  }
+inline void weights_as_product(B* g, B* zt, int nv, int w, const vblock<B, NB>* u, const vblock<B, NB>* ud,
+                               const vblock<B, NB>* z, const vblock<B, NB>* zd) {
   using S = scalar_t<B>;
   constexpr int n = lanes<B>::n, Pn = NB * n;
-  const int nv = acc.nv;
-  S* zts = reinterpret_cast<S*>(acc.zt);
+  S* zts = reinterpret_cast<S*>(zt);
   const long row = (long)nv * n;
   for (int s = 0; s < Pn; ++s)
     for (int k = 0; k < w; ++k) {
       zts[s * row + k] = reinterpret_cast<const S*>(&z[k])[s];
       zts[(Pn + s) * row + k] = reinterpret_cast<const S*>(&zd[k])[s];
     }
-  B* g = acc.gw + (ol - acc.first) / acc.layer_size * w * nv;
   int j = 0;
-  for (; j + kTileRows <= w; j += kTileRows) weight_tiles_of_rows<kTileRows>(u + j, ud + j, acc.zt, nv, g + (long)j * nv);
-  for (; j < w; ++j) weight_tiles_of_rows<1>(u + j, ud + j, acc.zt, nv, g + (long)j * nv);
+  for (; j + kTileRows <= w; j += kTileRows) weight_tiles_of_rows<kTileRows>(u + j, ud + j, zt, nv, g + (long)j * nv);
+  for (; j < w; ++j) weight_tiles_of_rows<1>(u + j, ud + j, zt, nv, g + (long)j * nv);
+}
+
+template <class B, int NB>
+inline void acc_layer_weights(AccLanes<vblock<B, NB>>& acc, long ol, int w, vblock<B, NB>* u, vblock<B, NB>* ud,
+                              vblock<B, NB>* z, vblock<B, NB>* zd) {
+  if (!acc.gw) {  // below kByLayerMinWidth
+    fold_layer_weights(acc, ol, w, u, ud, z, zd);
+    return;
+  }
+  weights_as_product(acc.layer_gw(ol, w), acc.zt, acc.nv, w, u, ud, z, zd);
+}
+// The narrow driver's register (a wide network's last few samples: run_narrow) into the same sums, as a
+// block of one register: so a wide network's residual weights never touch the per-lane accumulator.
+template <class B>
+inline void acc_layer_weights(AccLanes<B>& acc, long ol, int w, B* u, B* ud, B* z, B* zd) {
+  if (!acc.gw) {
+    fold_layer_weights(acc, ol, w, u, ud, z, zd);
+    return;
+  }
+  using B1 = vblock<B, 1>;  // the same storage: only addresses and lanes are read through it
+  weights_as_product(acc.layer_gw(ol, w), acc.zt, acc.nv, w, reinterpret_cast<const B1*>(u),
+                     reinterpret_cast<const B1*>(ud), reinterpret_cast<const B1*>(z), reinterpret_cast<const B1*>(zd));
 }
 
 // How a block's scratch is addressed (strided.h). The scalar build, which runs a CUDA thread's arithmetic,
@@ -198,7 +216,7 @@ void run_blocks(const NetDesc& nd, const Call& c) {
   // spin-waiting workers would otherwise burn a core that other processes need (benchmarks/RESULTS.md).
   const long max_useful = std::max<long>(1, c.N / kMinSamplesPerThread);
   const int nt = (int)std::max<long>(1, std::min<long>(std::min<long>(c.nthreads, nblocks), max_useful));
-  std::vector<std::vector<G>> partial(nt);
+  std::vector<std::unique_ptr<G[]>> partial(nt);
   // A last block with at most kNarrowTailRegs registers of live samples runs them one register at a time
   // (run_narrow) instead of as a whole block: at N = 100 in float64 (blocks of 32 samples) the fourth
   // block holds 4 samples and cost as much as each full one; one register alone costs a quarter to a
@@ -210,23 +228,33 @@ void run_blocks(const NetDesc& nd, const Call& c) {
   // (acc_layer_weights): below it, transposing z̄ and ż̄ costs more than the per-lane accumulator, which
   // then fits L2 anyway (benchmarks/RESULTS.md).
   const bool by_layer = blocked && nd.width >= kByLayerMinWidth;
-  const int nv = (nd.width + lanes<G>::n - 1) / lanes<G>::n;
-  const long gw_len = by_layer && np ? (long)nd.depth * nd.width * nv : 0;
+  const int w = nd.width, nv = (w + lanes<G>::n - 1) / lanes<G>::n;
+  const long gw_len = by_layer && np ? (long)nd.depth * w * nv : 0;
+  // The parameters summed per lane: all of them, or, when the residual weights go to gw, the rest (the
+  // per-lane sums of the weights would be zeros to clear and add: 0.5 MB at 64 x 4 in float32).
+  auto lane_summed = [&](auto&& f) {
+    if (!gw_len) return f(0L, np);
+    f(0L, nd.off_layer(1));
+    for (int l = 1; l <= nd.depth; ++l) f(nd.off_layer(l) + (long)w * w, nd.off_layer(l + 1));
+    f(nd.off_out(), np);
+  };
   std::vector<std::vector<G>> partial_w(nt);
   auto work = [&](int tid) {
     std::vector<V> scratch(scratch_len * kScratchStride);
-    std::vector<G>& acc_buf = partial[tid];
-    acc_buf.assign(np, G{});
+    partial[tid].reset(new G[np]);
+    G* acc_buf = partial[tid].get();
+    lane_summed([&](long a, long b) { std::fill(acc_buf + a, acc_buf + b, G{}); });
     partial_w[tid].assign(gw_len, G{});
     std::vector<G> zt(gw_len ? 2L * lanes<V>::n * nv : 0, G{});
-    AccLanes<V> acc{acc_buf.data(), gw_len ? partial_w[tid].data() : nullptr, zt.data(), nd.off_layer(1),
-                    (long)nd.width * nd.width + nd.width, nv};
+    AccLanes<V> acc{acc_buf, gw_len ? partial_w[tid].data() : nullptr, zt.data(), nd.off_layer(1),
+                    (long)w * w + w, nv};
     const long b0 = nblocks * tid / nt, b1 = nblocks * (tid + 1) / nt;
     for (long b = b0; b < b1; ++b) {
       const long n0 = b * Pn;
       if constexpr (blocked) {
         if (narrow_tail && b == nblocks - 1) {
-          run_narrow<op, W>(nd, c, n0, scratch_len, kept_len, AccLanes<G>{acc_buf.data()});
+          run_narrow<op, W>(nd, c, n0, scratch_len, kept_len,
+                            AccLanes<G>{acc_buf, acc.gw, acc.zt, acc.first, acc.layer_size, nv});
           continue;
         }
       }
@@ -240,19 +268,24 @@ void run_blocks(const NetDesc& nd, const Call& c) {
 #pragma omp parallel num_threads(nt)
     work(omp_get_thread_num());
   }
-  for (int tid = 0; tid < nt && gw_len; ++tid)  // into lane 0 (a narrow tail folds the weights there too)
-    for (int l = 1; l <= nd.depth; ++l)
-      for (int j = 0; j < nd.width; ++j)
-        for (int k = 0; k < nd.width; ++k)
-          lane(partial[tid][nd.off_layer(l) + (long)j * nd.width + k], 0) +=
-              lane(partial_w[tid][((long)(l - 1) * nd.width + j) * nv + k / lanes<G>::n], k % lanes<G>::n);
+  // Lanes and threads summed in a fixed order, in double.
   S* thb = c.theta_bar.as<S>();
-  for (long i = 0; i < np; ++i) {
-    double s = 0;  // lanes and threads summed in a fixed order
-    for (int tid = 0; tid < nt; ++tid)
-      for (int l = 0; l < lanes<G>::n; ++l) s += lane(partial[tid][i], l);
-    thb[i] = S(s);
-  }
+  lane_summed([&](long a, long b) {
+    for (long i = a; i < b; ++i) {
+      double s = 0;
+      for (int tid = 0; tid < nt; ++tid)
+        for (int l = 0; l < lanes<G>::n; ++l) s += lane(partial[tid][i], l);
+      thb[i] = S(s);
+    }
+  });
+  for (int l = 1; l <= nd.depth && gw_len; ++l)
+    for (int j = 0; j < w; ++j)
+      for (int k = 0; k < w; ++k) {
+        double s = 0;
+        for (int tid = 0; tid < nt; ++tid)
+          s += lane(partial_w[tid][((long)(l - 1) * w + j) * nv + k / lanes<G>::n], k % lanes<G>::n);
+        thb[nd.off_layer(l) + (long)j * w + k] = S(s);
+      }
 }
 
 template <int W, class V>
