@@ -3,10 +3,14 @@
 // a fixed order (so a given thread count is deterministic). The op bodies are hinn/ops.h's.
 // Compiled once per instruction set, in namespace hinn::HINN_ISA (CMakeLists.txt).
 #include <omp.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "core.h"
@@ -107,43 +111,95 @@ inline void weight_tiles_of_rows(const vblock<B, NB>* u, const vblock<B, NB>* ud
   }
 }
 
+// Lanes j of n registers x_0 … x_{n-1} gathered into register j, in place (an n × n transposition). With
+// AVX, the 256-bit registers' unpack/shuffle/lane-permute network: 24 (float) or 8 (double) shuffles for
+// n² elements, where element by element it is n² loads and n² stores (weights_as_product's scalar copy
+// took a quarter of the weight tiles' cycles at width 64, float32).
+#if defined(__AVX__) && HINN_VEC_BYTES == 32
+constexpr bool kRegisterTranspose = true;
+inline void transpose_regs(fvec* x) {
+  __m256 t[8], u[8];
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(x[i], x[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(x[i], x[i + 1]);
+  }
+  for (int i = 0; i < 8; i += 4) {
+    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; ++i) {
+    x[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+    x[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+  }
+}
+inline void transpose_regs(dvec* x) {
+  const __m256d t0 = _mm256_unpacklo_pd(x[0], x[1]), t1 = _mm256_unpackhi_pd(x[0], x[1]);
+  const __m256d t2 = _mm256_unpacklo_pd(x[2], x[3]), t3 = _mm256_unpackhi_pd(x[2], x[3]);
+  x[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+  x[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+  x[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+  x[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+#else
+constexpr bool kRegisterTranspose = false;  // AVX-512 and 128-bit builds: the element-by-element copy
+#endif
+
+// zt's rows s = 0 … Pn−1 (sample s of the block), columns k < w: lane s of z[k].
+template <class B, int NB>
+inline void transpose_block(scalar_t<B>* zt, long row, int w, const vblock<B, NB>* z) {
+  constexpr int n = lanes<B>::n;
+  int k0 = 0;
+  if constexpr (kRegisterTranspose && (std::is_same_v<B, fvec> || std::is_same_v<B, dvec>)) {
+    for (; k0 + n <= w; k0 += n)
+      for (int r = 0; r < NB; ++r) {
+        B x[n];
+#pragma GCC unroll 16
+        for (int i = 0; i < n; ++i) x[i] = z[k0 + i].v[r];
+        transpose_regs(x);
+#pragma GCC unroll 16
+        for (int j = 0; j < n; ++j) *reinterpret_cast<B*>(zt + (r * n + j) * row + k0) = x[j];  // row % n == 0
+      }
+  }
+  for (int s = 0; s < NB * n; ++s)
+    for (int k = k0; k < w; ++k) zt[s * row + k] = lane(z[k], s);
+}
+
 template <class B, int NB>
 inline void weights_as_product(B* g, B* zt, int nv, int w, const vblock<B, NB>* u, const vblock<B, NB>* ud,
                                const vblock<B, NB>* z, const vblock<B, NB>* zd) {
   using S = scalar_t<B>;
-  constexpr int n = lanes<B>::n, Pn = NB * n;
+  constexpr int Pn = NB * lanes<B>::n;
   S* zts = reinterpret_cast<S*>(zt);
-  const long row = (long)nv * n;
-  for (int s = 0; s < Pn; ++s)
-    for (int k = 0; k < w; ++k) {
-      zts[s * row + k] = reinterpret_cast<const S*>(&z[k])[s];
-      zts[(Pn + s) * row + k] = reinterpret_cast<const S*>(&zd[k])[s];
-    }
+  const long row = (long)nv * lanes<B>::n;
+  transpose_block(zts, row, w, z);
+  transpose_block(zts + Pn * row, row, w, zd);
   int j = 0;
   for (; j + kTileRows <= w; j += kTileRows) weight_tiles_of_rows<kTileRows>(u + j, ud + j, zt, nv, g + (long)j * nv);
   for (; j < w; ++j) weight_tiles_of_rows<1>(u + j, ud + j, zt, nv, g + (long)j * nv);
 }
 
+// A block's registers, or the narrow driver's single register (a wide network's last few samples:
+// run_narrow) as a block of one: the same storage, only addresses and lanes are read through it.
 template <class B, int NB>
-inline void acc_layer_weights(AccLanes<vblock<B, NB>>& acc, long ol, int w, vblock<B, NB>* u, vblock<B, NB>* ud,
-                              vblock<B, NB>* z, vblock<B, NB>* zd) {
+inline const vblock<B, NB>* as_block(const vblock<B, NB>* x) {
+  return x;
+}
+template <class B>
+inline const vblock<B, 1>* as_block(const B* x) {
+  return reinterpret_cast<const vblock<B, 1>*>(x);
+}
+
+// The narrow driver's register goes into the same product as a block's, so that a wide network's residual
+// weights never touch the per-lane accumulator.
+template <class V>
+inline void acc_layer_weights(AccLanes<V>& acc, long ol, int w, V* u, V* ud, V* z, V* zd) {
   if (!acc.gw) {  // below kByLayerMinWidth
     fold_layer_weights(acc, ol, w, u, ud, z, zd);
     return;
   }
-  weights_as_product(acc.layer_gw(ol, w), acc.zt, acc.nv, w, u, ud, z, zd);
-}
-// The narrow driver's register (a wide network's last few samples: run_narrow) into the same sums, as a
-// block of one register: so a wide network's residual weights never touch the per-lane accumulator.
-template <class B>
-inline void acc_layer_weights(AccLanes<B>& acc, long ol, int w, B* u, B* ud, B* z, B* zd) {
-  if (!acc.gw) {
-    fold_layer_weights(acc, ol, w, u, ud, z, zd);
-    return;
-  }
-  using B1 = vblock<B, 1>;  // the same storage: only addresses and lanes are read through it
-  weights_as_product(acc.layer_gw(ol, w), acc.zt, acc.nv, w, reinterpret_cast<const B1*>(u),
-                     reinterpret_cast<const B1*>(ud), reinterpret_cast<const B1*>(z), reinterpret_cast<const B1*>(zd));
+  weights_as_product(acc.layer_gw(ol, w), acc.zt, acc.nv, w, as_block(u), as_block(ud), as_block(z), as_block(zd));
 }
 
 // How a block's scratch is addressed (strided.h). The scalar build, which runs a CUDA thread's arithmetic,
