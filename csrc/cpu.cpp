@@ -114,7 +114,7 @@ inline void weight_tiles_of_rows(const vblock<B, NB>* u, const vblock<B, NB>* ud
 // Lanes j of n registers x_0 … x_{n-1} gathered into register j, in place (an n × n transposition). With
 // AVX, the 256-bit registers' unpack/shuffle/lane-permute network: 24 (float) or 8 (double) shuffles for
 // n² elements, where element by element it is n² loads and n² stores (weights_as_product's scalar copy
-// took a quarter of the weight tiles' cycles at width 64, float32).
+// took a third as many cycles as the weight tiles at width 64, float32).
 #if defined(__AVX__) && HINN_VEC_BYTES == 32
 constexpr bool kRegisterTranspose = true;
 inline void transpose_regs(fvec* x) {
