@@ -183,3 +183,44 @@ def test_no_epoch_in_core_where_it_cannot_run():
     assert fitted.compiled_epoch(net, Adam([net.theta], lr=1e-2)) is None  # the starts step in Python
     net.backend = "autograd"
     assert obj.compiled_epoch(net, Adam([net.theta], lr=1e-2)) is None
+
+
+def test_a_reused_epoch_call_follows_its_optimizers_settings():
+    # the second epoch runs at another learning rate and weight decay: the prepared call must see them
+    net = random_net(1, 5, 2, True, "tanh", 0)
+    obj = TrajectoryObjective(*_windows(1, 30, 2, 6), H)
+    idx, bounds = torch.randperm(30, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 16, 30])
+    finals = []
+    for o in (obj, _stepwise(obj)):
+        m = copy.deepcopy(net)
+        opt = Adam([m.theta], lr=1e-2)
+        run = o.compiled_epoch(m, opt)
+        for lr, wd in ((1e-2, 0.0), (3e-2, 1e-2)):
+            opt.lr, opt.weight_decay = lr, wd
+            if run is not None:
+                run(idx, bounds)
+                continue
+            for part in idx.split(16):
+                m.theta.grad = o.loss_and_grad(m, part)[1][m.theta]
+                opt.step()
+        finals.append(m.theta.detach().clone())
+    assert rel_err(finals[0], finals[1]) < 1e-13
+    assert rel_err(finals[0], net.theta.detach()) > 1e-3
+
+
+def test_the_validation_evaluator_is_the_loss_at_the_current_weights():
+    # every other window of a larger set: strided views, which the prepared call copies once and keeps
+    net = random_net(2, 7, 2, True, "tanh", 0)
+    obj = TrajectoryObjective(*_windows(2, 40, 3, 2), H, "leapfrog").take(slice(0, None, 2))
+    assert not obj.P.is_contiguous()
+    evaluate = obj.evaluator(net)
+    junk = [torch.full_like(x, float("nan")) for x in (obj.t0, obj.p0, obj.q0, obj.P, obj.Q) for _ in range(4)]
+    for _ in range(2):
+        ref = copy.deepcopy(net)
+        ref.backend = "autograd"
+        with torch.no_grad():
+            want = obj.loss(ref)
+        assert abs(float(evaluate()) - float(want)) <= 1e-13 * abs(float(want))
+        with torch.no_grad():
+            net.theta.add_(0.05 * torch.randn_like(net.theta))  # trained in place between evaluations
+    del junk

@@ -261,6 +261,14 @@ class HamiltonianNet(nn.Module):
         losses, gp, gq, g = res
         return losses, {self.theta: self.mask_grad(g), p0: gp, q0: gq}
 
+    def compiled_window_error(self, scheme, t0, p0, q0, P, Q, h: float, scale: float):
+        """The summed losses of :meth:`compiled_window_loss` with ``grad=False`` as a function of nothing,
+        checked and prepared once for windows evaluated again and again (a validation set after every
+        epoch; each call sees the weights as training left them), or None where this network's backend
+        cannot run ``scheme``. The function holds ``theta``'s storage: prepare it again after replacing
+        ``theta.data``."""
+        return self._backend().window_error_call(self, scheme, t0, p0, q0, P, Q, h, scale)
+
     def compiled_derivative_loss(self, t, p, q, target_p, target_q, scale: float):
         """HNN's loss, ``scale · |∇H − (target_p, target_q)|²`` per sample, and its θ-gradient in one
         compiled call when this network's backend has one, else None (see

@@ -31,7 +31,9 @@ class Objective(Protocol):
     """``n`` samples; ``loss(model, idx)`` the mean loss over the samples ``idx`` (None: all).
 
     An objective may also offer ``loss_and_grad(model, idx)``: (the loss, {parameter: gradient}) computed
-    without autograd, or None when it cannot for this model; :func:`hinn.train.fit` prefers it. For
+    without autograd, or None when it cannot for this model; :func:`hinn.train.fit` prefers it; and
+    ``evaluator(model)``: the loss over all samples as a function of nothing, prepared once for
+    evaluating the same samples after every epoch (validation). For
     data-parallel training it needs ``take(idx)`` (the objective of those samples) and ``to(device)``:
     every process keeps its own shard of the samples.
     """
@@ -222,6 +224,22 @@ class TrajectoryObjective(_Samples):
             ep, eq = self._start_misfit(p0, q0, idx)
             loss = loss + scale * ((ep**2).sum() + (eq**2).sum())
         return loss
+
+    def evaluator(self, model) -> Callable[[], Tensor]:
+        """:meth:`loss` over all windows, without autograd, as a function of nothing, for evaluating the
+        same windows after every epoch (validation): a model with a compiled window loss has its call
+        checked and prepared once (:meth:`hinn.HamiltonianNet.compiled_window_error`)."""
+        fn = None if self.starts is not None else getattr(model, "compiled_window_error", None)
+        if fn is not None:
+            run = fn(self.scheme, self.t0, self.p0, self.q0, self.P, self.Q, self.h, self._scale(self.P))
+            if run is not None:
+                return run
+
+        def evaluate() -> Tensor:
+            with torch.no_grad():
+                return self.loss(model)
+
+        return evaluate
 
     def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
         """The loss of :meth:`loss` and its gradients (every parameter of the model's, and the fitted

@@ -12,6 +12,7 @@ from a checkpoint continues exactly as if it had not stopped.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import math
 import os
@@ -20,7 +21,7 @@ import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, fields
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -313,20 +314,21 @@ def _loss_and_grads(model, objective: Objective, params, idx, frac: float, use_c
     return loss, compiled is not None
 
 
-def _draw(gen: torch.Generator, M: int, bs: int, n_batches: int, fresh: bool) -> List[Optional[torch.Tensor]]:
-    """An epoch's minibatches: sample indices (None: all). Drawn on the CPU, so that the generator's
-    stream does not depend on the device or the process count. ``fresh``: every batch from its own
-    permutation."""
+def _draw(gen: torch.Generator, M: int, bs: int, n: int, fresh: bool) -> Tuple[Optional[torch.Tensor], List[int]]:
+    """An epoch's minibatches: (their sample indices one batch after the other, or None when every batch
+    is all M samples; the n batches' sizes). Drawn on the CPU, so that the generator's stream does not depend
+    on the device or the process count. ``fresh``: every batch from its own permutation."""
     if bs >= M:
-        return [None] * n_batches
+        return None, [M] * n
     if fresh:
-        return [torch.randperm(M, generator=gen)[:bs] for _ in range(n_batches)]
-    return list(torch.randperm(M, generator=gen).split(bs))
+        return torch.cat([torch.randperm(M, generator=gen)[:bs] for _ in range(n)]), [bs] * n
+    return torch.randperm(M, generator=gen), [bs] * (M // bs) + ([M % bs] if M % bs else [])
 
 
-def _epoch_batches(batches: List[Optional[torch.Tensor]], M: int, device) -> List:
-    """The minibatches as (this process's sample indices or None for all, batch size, fraction), moved
-    to ``device`` in one copy."""
+def _epoch_batches(order: Optional[torch.Tensor], sizes: List[int], M: int, device) -> List:
+    """The minibatches of :func:`_draw` as (this process's sample indices or None for all, batch size,
+    fraction), moved to ``device`` in one copy."""
+    batches = [None] * len(sizes) if order is None else list(order.split(sizes))
     shares = [distributed.share(b, M) for b in batches]
     local = [i for i, _ in shares if i is not None]
     if local:
@@ -335,16 +337,22 @@ def _epoch_batches(batches: List[Optional[torch.Tensor]], M: int, device) -> Lis
     return [(i, M if b is None else b.numel(), f) for (i, f), b in zip(shares, batches, strict=True)]
 
 
-def _epoch_in_core(run, batches: List[Optional[torch.Tensor]], M: int, by_size: bool, move: bool) -> torch.Tensor:
+def _epoch_in_core(run, order: Optional[torch.Tensor], sizes: List[int], M: int, by_size: bool, move: bool):
     """An epoch's minibatches through a compiled epoch (:class:`hinn.protocols.CompiledEpoch`; ``move``:
     whether the objective's fitted starts train too); the epoch's loss as the loop of steps sums it (each
     minibatch weighted by its share of the samples, or all alike when minibatches are drawn
     independently)."""
-    sizes = [M if i is None else i.numel() for i in batches]
-    index = torch.arange(M).repeat(len(batches)) if batches[0] is None else torch.cat(batches)
-    losses = run(index, torch.tensor([0] + sizes).cumsum(0), move).tolist()
-    total = sum(x * _batch_weight(n, M, len(batches), by_size) for x, n in zip(losses, sizes, strict=True))
+    index = torch.arange(M).repeat(len(sizes)) if order is None else order
+    losses = run(index, _bounds(tuple(sizes)), move).tolist()
+    total = sum(x * _batch_weight(n, M, len(sizes), by_size) for x, n in zip(losses, sizes, strict=True))
     return torch.tensor([total], dtype=torch.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def _bounds(sizes: Tuple[int, ...]) -> torch.Tensor:
+    """Where each minibatch of these sizes starts in the epoch's index, and the end (read-only: cached,
+    as an epoch's sizes repeat)."""
+    return torch.tensor((0,) + sizes).cumsum(0)
 
 
 def _batch_weight(n: int, M: int, n_batches: int, by_size: bool) -> float:
@@ -537,17 +545,19 @@ def fit(
     if use_compiled and distributed.world()[1] == 1 and hasattr(objective, "compiled_epoch"):
         in_core = objective.compiled_epoch(model, opt, opt_own)
     every = torch.arange(M, device=device) if cuda_graph else None  # a full batch as indices, for the graph
+    # prepared after a resume's restore: the evaluator holds the weights' storage
+    evaluate = _evaluator(model, validation) if validation is not None and validation.n else None
     with _thread_cap(max(1, bs // SAMPLES_PER_THREAD)):
         for epoch in bar:
             if warm and epoch >= objective_warmup:
                 warm = False
                 graphed = _GraphedStep(eager_step) if cuda_graph else None  # a step that updates them too
             total = torch.zeros(1, dtype=torch.float64, device=device)
-            drawn = _draw(gen, M, bs, n_batches, batches_per_epoch is not None)
+            order, sizes = _draw(gen, M, bs, n_batches, batches_per_epoch is not None)
             if in_core is not None:
-                batches, total = [], _epoch_in_core(in_core, drawn, M, batches_per_epoch is None, not warm)
+                batches, total = [], _epoch_in_core(in_core, order, sizes, M, batches_per_epoch is None, not warm)
             else:
-                batches = _epoch_batches(drawn, M, device)
+                batches = _epoch_batches(order, sizes, M, device)
             for idx, n_b, frac in batches:
                 if graphed is not None and n_b == bs:
                     loss = graphed(every if idx is None else idx)
@@ -563,7 +573,7 @@ def fit(
                 _raise_diverged(total, epoch + 1, checkpoint)
             entry = {"epoch": epoch + 1, "train_loss": total}
             if validation is not None:
-                v = _validation_loss(model, validation, n_val, params)
+                v = _validation_loss(evaluate, validation.n, n_val, params)
                 entry["val_loss"] = v
                 if v < best[0]:
                     best = (v, flat(), epoch + 1)
@@ -599,11 +609,24 @@ def _restore(st: Dict, model, objective, opt, opt_own, gen: torch.Generator) -> 
     gen.set_state(st["generator"])
 
 
-def _validation_loss(model, validation: Objective, n_val: int, params) -> float:
-    """The validation loss over all processes' shards (each weighted by its share of the samples)."""
+def _evaluator(model, validation: Objective) -> Callable[[], torch.Tensor]:
+    """The validation loss over this process's shard as a function of nothing: the objective's prepared
+    ``evaluator`` where it has one."""
+    if hasattr(validation, "evaluator"):
+        return validation.evaluator(model)
+
+    def evaluate() -> torch.Tensor:
+        with torch.no_grad():
+            return validation.loss(model)
+
+    return evaluate
+
+
+def _validation_loss(evaluate: Optional[Callable[[], torch.Tensor]], n_local: int, n_val: int, params) -> float:
+    """The validation loss over all processes' shards (each weighted by its share of the samples; a
+    shard without samples has no ``evaluate``)."""
     with torch.no_grad():
-        frac = validation.n / n_val
-        local = validation.loss(model).detach().reshape(1) * frac if validation.n else params[0].new_zeros(1)
+        local = evaluate().detach().reshape(1) * (n_local / n_val) if n_local else params[0].new_zeros(1)
         (v,) = distributed.all_reduce_sum([local])
     return float(v)
 

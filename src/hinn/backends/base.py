@@ -87,6 +87,14 @@ class Backend:
         """The per-window losses of :meth:`window_loss` alone, forward only (evaluation), or ``None``."""
         return None
 
+    def window_error_call(
+        self, net: Network, scheme: Scheme, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, h: float,
+        scale: float,
+    ) -> Optional[Callable[[], Tensor]]:  # fmt: skip
+        """The sum of :meth:`window_error`'s losses as a function of nothing, its arguments checked and
+        prepared once (each call evaluates ``net``'s weights as they are then), or ``None``."""
+        return None
+
     def derivative_loss(
         self, net: Network, t: Tensor, p: Tensor, q: Tensor, target_p: Tensor, target_q: Tensor, scale: float
     ) -> Optional[Tuple[Tensor, Tensor]]:
@@ -112,7 +120,7 @@ class Backend:
         optimizer's update (:meth:`hinn.optim.Adam.compiled_args`) after each, θ and the optimizer's state
         updated in place, and returns each minibatch's summed loss (float64); ``starts``: fitted window
         starts (p̂, q̂) that the windows start from (and ``starts_optimizer`` updates), as
-        :func:`hinn.backends.fused.train_epoch`."""
+        :class:`hinn.backends.fused.EpochCall`."""
         return None
 
     def __repr__(self) -> str:

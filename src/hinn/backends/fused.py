@@ -770,6 +770,36 @@ def window_error(
     return losses
 
 
+def window_error_call(
+    theta: Tensor, t0: Tensor, p0: Tensor, q0: Tensor, P: Tensor, Q: Tensor, spec: Sequence[int], hr: float,
+    h: float, scheme: int, scale: float, params: Sequence[float] = (),
+) -> Callable[[], Tensor]:  # fmt: skip
+    """:func:`window_error` checked and prepared once for windows evaluated again and again (a validation
+    set after every epoch): each call runs the compiled forward pass on the current values of the same
+    tensors (θ trained in place) and returns the summed loss. ``theta`` must be the trained tensor itself
+    (contiguous: a copy would not see the updates)."""
+    K = _check_windows("window_error", theta, t0, p0, q0, P, Q, spec, hr, h, scheme, scale, params)
+    _in_place("window_error", "theta", theta)
+    t0, p0, q0, P, Q = map(_c, (t0, p0, q0, P, Q))  # a copy of the data, if one is made, is made once
+    losses = t0.new_empty(t0.shape)
+    args = dict(theta=theta, t=t0, p=p0, q=q0, target_p=P, target_q=Q, losses=losses)
+    args.update(scheme=scheme, params=params, h=h, steps=K, scale=scale)
+    if p0.device.type != "cpu":  # a CUDA call takes its stream and workspace per call: not prepared
+
+        def run_on_device() -> Tensor:
+            _launch("window_error", spec, hr, p0, p0.shape[0], **args)
+            return losses.sum()
+
+        return run_on_device
+    prepared = _prepare("window_error", spec, hr, p0, p0.shape[0], args)
+
+    def run() -> Tensor:  # holds args: the copies made above live as long as the function
+        _run_prepared(prepared, scheme, [v.data_ptr() for v in args.values() if isinstance(v, Tensor)])
+        return losses.sum()
+
+    return run
+
+
 def _check_windows(op, theta, t0, p0, q0, P, Q, spec, hr, h, scheme, scale, params) -> int:
     """The window ops' arguments; returns K."""
     _check_inputs(op, theta, t0, p0, q0, spec, hr)
@@ -810,49 +840,83 @@ def derivative_loss_grad(
 EPOCH_FIELDS = ("t", "p", "q", "target_p", "target_q")
 
 
-def train_epoch(
-    op: str, theta: Tensor, data: Dict[str, Tensor], spec: Sequence[int], hr: float, scale: float,
-    mask: Optional[Tensor], scheme_args: Dict, index: Tensor, bounds: Tensor, optimizer: Dict,
-    starts: Optional[Tuple[Tensor, Tensor]] = None, starts_optimizer: Optional[Dict] = None,
-) -> Tensor:  # fmt: skip
-    """A training epoch in one CPU call: minibatch b is the samples ``index[bounds[b]:bounds[b + 1]]`` of
-    ``data`` (``t`` (M,), ``p``, ``q`` (M, d) and the targets of ``op``: (K, M, d) windows for
-    ``"loss_grad"``, (M, d) for ``"derivative_loss"``); each is gathered, its loss (``scale / n`` times
-    the summed squared error of its n samples) and θ-gradient computed, the gradient multiplied by
-    ``mask``, and θ updated in place by ``optimizer`` (:meth:`hinn.optim.Adam.compiled_args`; Adam's
-    moments in place too). Returns each minibatch's summed loss (float64). The same numbers as the loop
-    of one call per minibatch and a ``hinn.optim`` step, to rounding.
+class EpochCall:
+    """Training epochs in one CPU call each: ``EpochCall(op, theta, data, spec, hr, scale, mask,
+    scheme_args, optimizer, starts, starts_optimizer)(index, bounds, optimizer, starts_optimizer)`` runs
+    one. Minibatch b is the samples ``index[bounds[b]:bounds[b + 1]]`` of ``data`` (``t`` (M,), ``p``,
+    ``q`` (M, d) and the targets of ``op``: (K, M, d) windows for ``"loss_grad"``, (M, d) for
+    ``"derivative_loss"``); each is gathered, its loss (``scale / n`` times the summed squared error of
+    its n samples) and θ-gradient computed, the gradient multiplied by ``mask``, and θ updated in place by
+    ``optimizer`` (:meth:`hinn.optim.Adam.compiled_args`; Adam's moments in place too). Returns each
+    minibatch's summed loss (float64). The same numbers as the loop of one call per minibatch and a
+    ``hinn.optim`` step, to rounding.
 
     ``starts``: fitted window starts (p̂, q̂), (M, d) each (window loss only; SRNN): the windows start
     from their rows, which are compared with ``data``'s p and q (:class:`hinn.TrajectoryObjective` with
-    ``fit_starts``), and ``starts_optimizer`` (None: they stay where they are) updates them in place."""
-    t, p, q, tp, tq = (data[k] for k in EPOCH_FIELDS)
-    _check_inputs(op, theta, t, p, q, spec, hr)
-    target = (tp.shape[0],) + tuple(p.shape) if op == "loss_grad" else tuple(p.shape)
-    _check_like(op, "the target of p", tp, p, target)
-    _check_like(op, "the target of q", tq, p, target)
-    for name, x in (("index", index), ("bounds", bounds)):
-        if not (x.dtype == torch.int64 and x.device.type == "cpu" and x.dim() == 1):
-            raise TypeError(f"hinn::train_epoch: {name} must be a 1-D int64 CPU tensor, got {x.dtype} {tuple(x.shape)}")
-    kw = _optimizer_args(op, optimizer, [_in_place(op, "theta", theta)], "", ("",))
-    if mask is not None:
-        _check_like(op, "the gradient mask", mask, theta, tuple(theta.shape))
-    changed = [theta]
-    if starts is not None:
-        for name, x in zip("pq", starts, strict=True):
-            _check_like(op, f"the fitted starts' {name}", x, p, tuple(p.shape))
-            kw[f"starts_{name}"] = _in_place(op, f"the fitted starts' {name}", x)
-        if starts_optimizer is not None:
-            kw.update(_optimizer_args(op, starts_optimizer, list(starts), "starts_", ("p", "q")), starts_step=True)
-            changed += list(starts)
-    losses = torch.empty(max(bounds.numel() - 1, 0), dtype=torch.float64)
-    _launch(
-        op, spec, hr, p, t.shape[0], entry=core.train_epoch,
-        theta=theta, **{k: _c(data[k]) for k in EPOCH_FIELDS}, scale=scale, **scheme_args,
-        index=_c(index), bounds=_c(bounds), mask=(0, 0) if mask is None else _c(mask), batch_losses=losses, **kw,
-    )  # fmt: skip
-    torch.autograd.graph.increment_version(changed)  # changed in place, unseen by autograd
-    return losses
+    ``fit_starts``), and ``starts_optimizer`` (None: they stay where they are) updates them in place.
+
+    The arguments are checked and read once, when it is made; a call passes only the minibatches and
+    the optimizers' step counts (the checks and the argument dictionary cost some 80 µs, 5 % of an epoch
+    of the poster's training). ``key`` (:func:`_epoch_key`) says which optimizer settings it holds."""
+
+    def __init__(self, op, theta, data, spec, hr, scale, mask, scheme_args, optimizer, starts, starts_optimizer):
+        t, p, q, tp, tq = (data[k] for k in EPOCH_FIELDS)
+        _check_inputs(op, theta, t, p, q, spec, hr)
+        target = (tp.shape[0],) + tuple(p.shape) if op == "loss_grad" else tuple(p.shape)
+        _check_like(op, "the target of p", tp, p, target)
+        _check_like(op, "the target of q", tq, p, target)
+        kw = _optimizer_args(op, optimizer, [_in_place(op, "theta", theta)], "", ("",))
+        if mask is not None:
+            _check_like(op, "the gradient mask", mask, theta, tuple(theta.shape))
+        self.changed = [theta]
+        if starts is not None:
+            for name, x in zip("pq", starts, strict=True):
+                _check_like(op, f"the fitted starts' {name}", x, p, tuple(p.shape))
+                kw[f"starts_{name}"] = _in_place(op, f"the fitted starts' {name}", x)
+            if starts_optimizer is not None:
+                kw.update(_optimizer_args(op, starts_optimizer, list(starts), "starts_", ("p", "q")), starts_step=True)
+                self.changed += list(starts)
+        # the core's arguments but the minibatches, their losses and the step counts (set by each call)
+        kw.update(theta=theta, **{k: _c(data[k]) for k in EPOCH_FIELDS}, scale=scale, **scheme_args)
+        kw.update(mask=(0, 0) if mask is None else _c(mask), index=(0, 0), bounds=(0, 0), batch_losses=(0, 0))
+        self.held = kw  # the tensors whose addresses the arguments hold stay alive with them
+        self.desc, self.kw, self.status = _arguments(op, spec, hr, p, t.shape[0], dict(kw))
+        self.op, self.scheme = core.OPS[op], kw.get("scheme")
+        self.key = _epoch_key(optimizer, starts, starts_optimizer)
+
+    def __call__(self, index: Tensor, bounds: Tensor, optimizer: Dict, starts_optimizer: Optional[Dict]) -> Tensor:
+        for name, x in (("index", index), ("bounds", bounds)):
+            if not (x.dtype == torch.int64 and x.device.type == "cpu" and x.dim() == 1):
+                got = f"{x.dtype} {tuple(x.shape)} on {x.device}"
+                raise TypeError(f"hinn::train_epoch: {name} must be a 1-D int64 CPU tensor, got {got}")
+        index, bounds = _c(index), _c(bounds)
+        losses = torch.empty(max(bounds.numel() - 1, 0), dtype=torch.float64)
+        kw = dict(self.kw, index=(index.data_ptr(), index.numel()), bounds=(bounds.data_ptr(), bounds.numel()))
+        kw["batch_losses"] = (losses.data_ptr(), losses.numel())
+        for prefix, args in (("", optimizer), ("starts_", starts_optimizer)):
+            if args is not None and "count" in args:
+                kw[prefix + "count"] = args["count"]
+        if self.status is not None:
+            self.status.zero_()
+        core.train_epoch(self.op, self.desc, **kw)
+        if self.status is not None:
+            _check_status(self.status, self.scheme, kw.get("max_iter"))
+        torch.autograd.graph.increment_version(self.changed)  # changed in place, unseen by autograd
+        return losses
+
+
+def _epoch_key(optimizer: Dict, starts, starts_optimizer: Optional[Dict]) -> tuple:
+    """What an :class:`EpochCall` was prepared for: the optimizers' settings and moment tensors and the
+    fitted starts (tensors by identity; the call holds them, so no other tensor takes their id), not the
+    step counts; and the threads the core may use."""
+
+    def settings(args):
+        if args is None:
+            return None
+        return tuple((k, tuple(map(id, v)) if isinstance(v, list) else v) for k, v in args.items() if k != "count")
+
+    held = None if starts is None else tuple(map(id, starts))
+    return settings(optimizer), held, settings(starts_optimizer), torch.get_num_threads()
 
 
 def _optimizer_args(op: str, args: Dict, params: List[Tensor], prefix: str, names: Sequence[str]) -> Dict:
@@ -947,6 +1011,14 @@ class FusedBackend(Backend):
     def window_error(self, net, scheme, t0, p0, q0, P, Q, h, scale):
         return self._windows(window_error, net, scheme, t0, p0, q0, P, Q, h, scale)
 
+    def window_error_call(self, net, scheme, t0, p0, q0, P, Q, h, scale):
+        found = scheme_code(scheme, h)
+        if found is None:
+            return None
+        code, params = found
+        theta, spec, hr = net.theta.detach(), spec_of(net), net.resnet_step
+        return window_error_call(theta, t0, p0, q0, P, Q, spec, hr, h, code, scale, params)
+
     def _windows(self, fn, net, scheme, t0, p0, q0, P, Q, h, scale):
         found = scheme_code(scheme, h)
         if found is None:
@@ -970,10 +1042,12 @@ class FusedBackend(Backend):
             op, (code, params) = "loss_grad", found
             scheme_args = dict(scheme=code, params=params, h=h, steps=data["target_p"].shape[0])
         theta, spec, hr = net.theta.detach(), spec_of(net), net.resnet_step
+        last: List[EpochCall] = []  # the previous epoch's prepared call: the next reuses it when it can
 
         def run(index: Tensor, bounds: Tensor, optimizer: Dict, starts=None, starts_optimizer=None) -> Tensor:
-            return train_epoch(
-                op, theta, data, spec, hr, scale, mask, scheme_args, index, bounds, optimizer, starts, starts_optimizer
-            )
+            if not last or last[0].key != _epoch_key(optimizer, starts, starts_optimizer):
+                args = (op, theta, data, spec, hr, scale, mask, scheme_args, optimizer, starts, starts_optimizer)
+                last[:] = [EpochCall(*args)]
+            return last[0](index, bounds, optimizer, starts_optimizer)
 
         return run
