@@ -337,15 +337,14 @@ def _epoch_batches(order: Optional[torch.Tensor], sizes: List[int], M: int, devi
     return [(i, M if b is None else b.numel(), f) for (i, f), b in zip(shares, batches, strict=True)]
 
 
-def _epoch_in_core(run, order: Optional[torch.Tensor], sizes: List[int], M: int, by_size: bool, move: bool):
+def _epoch_in_core(run, order: Optional[torch.Tensor], sizes: List[int], M: int, by_size: bool, move: bool) -> float:
     """An epoch's minibatches through a compiled epoch (:class:`hinn.protocols.CompiledEpoch`; ``move``:
     whether the objective's fitted starts train too); the epoch's loss as the loop of steps sums it (each
     minibatch weighted by its share of the samples, or all alike when minibatches are drawn
     independently)."""
     index = torch.arange(M).repeat(len(sizes)) if order is None else order
     losses = run(index, _bounds(tuple(sizes)), move).tolist()
-    total = sum(x * _batch_weight(n, M, len(sizes), by_size) for x, n in zip(losses, sizes, strict=True))
-    return torch.tensor([total], dtype=torch.float64)
+    return sum(x * _batch_weight(n, M, len(sizes), by_size) for x, n in zip(losses, sizes, strict=True))
 
 
 @functools.lru_cache(maxsize=8)
@@ -495,7 +494,7 @@ def fit(
     gen = torch.Generator().manual_seed(seed)
     history: List[Dict] = []
     start_epoch = 0
-    flat = lambda: torch.nn.utils.parameters_to_vector(params).detach().clone()  # noqa: E731
+    flat = lambda: torch.cat([prm.detach().reshape(-1) for prm in params])  # noqa: E731  (a copy)
     best = (math.inf, flat(), -1)
     run_state = run_state or {}
     if resume and checkpoint and os.path.exists(checkpoint):
@@ -552,18 +551,17 @@ def fit(
             if warm and epoch >= objective_warmup:
                 warm = False
                 graphed = _GraphedStep(eager_step) if cuda_graph else None  # a step that updates them too
-            total = torch.zeros(1, dtype=torch.float64, device=device)
             order, sizes = _draw(gen, M, bs, n_batches, batches_per_epoch is not None)
             if in_core is not None:
-                batches, total = [], _epoch_in_core(in_core, order, sizes, M, batches_per_epoch is None, not warm)
+                total = _epoch_in_core(in_core, order, sizes, M, batches_per_epoch is None, not warm)
             else:
-                batches = _epoch_batches(order, sizes, M, device)
-            for idx, n_b, frac in batches:
-                if graphed is not None and n_b == bs:
-                    loss = graphed(every if idx is None else idx)
-                else:
-                    loss = eager_step(idx, frac)
-                total += loss * _batch_weight(n_b, M, n_batches, batches_per_epoch is None)
+                total = torch.zeros(1, dtype=torch.float64, device=device)
+                for idx, n_b, frac in _epoch_batches(order, sizes, M, device):
+                    if graphed is not None and n_b == bs:
+                        loss = graphed(every if idx is None else idx)
+                    else:
+                        loss = eager_step(idx, frac)
+                    total += loss * _batch_weight(n_b, M, n_batches, batches_per_epoch is None)
             if objective_refine and not warm:
                 objective.refine(model, objective_refine)
             total = float(total)  # the epoch's one wait for the device
@@ -577,9 +575,8 @@ def fit(
                 entry["val_loss"] = v
                 if v < best[0]:
                     best = (v, flat(), epoch + 1)
-                bar.set_postfix(loss=f"{total:.3e}", val=f"{v:.3e}")
-            else:
-                bar.set_postfix(loss=f"{total:.3e}")
+            if not bar.disable:  # formatting for a bar that shows nothing costs a tenth of a small epoch
+                bar.set_postfix(loss=f"{total:.3e}", **({"val": f"{entry['val_loss']:.3e}"} if validation else {}))
             history.append(entry)
             if writer and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(checkpoint, state(epoch + 1))
@@ -625,6 +622,8 @@ def _evaluator(model, validation: Objective) -> Callable[[], torch.Tensor]:
 def _validation_loss(evaluate: Optional[Callable[[], torch.Tensor]], n_local: int, n_val: int, params) -> float:
     """The validation loss over all processes' shards (each weighted by its share of the samples; a
     shard without samples has no ``evaluate``)."""
+    if distributed.world()[1] == 1:
+        return float(evaluate())
     with torch.no_grad():
         local = evaluate().detach().reshape(1) * (n_local / n_val) if n_local else params[0].new_zeros(1)
         (v,) = distributed.all_reduce_sum([local])
