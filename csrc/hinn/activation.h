@@ -82,11 +82,18 @@ HINN_HD void exp_split_nonpositive(V y, V& two_n, V& em_r) {
   const V m = y * log2e + magic;  // magic + n, n = y log2e rounded to nearest, in the low mantissa bits
   const V n = m - magic;
   V r = (y - n * C::ln2_hi) - n * C::ln2_lo;
-  // Horner on r: 1/1! + r (1/2! + r (...)); 1/k! are exact-enough compile-time constants
-  V poly = splat<V>(S(kInvFactorial.c[deg]));
-#pragma GCC unroll 16
-  for (int k = deg - 1; k >= 1; --k) poly = poly * r + S(kInvFactorial.c[k]);
-  em_r = poly * r;
+  // Σ_{k=1..deg} r^k / k! = r + r² (E(r²) + r O(r²)), E and O from the terms of even and odd k >= 2: two
+  // Horner chains of half the length (one chain's latency bounds narrow layers, whose passes are mostly
+  // this), and the leading term r added last and exactly, so the chains' rounding is scaled by r² <= 0.12
+  const V r2 = r * r;
+  constexpr int top_even = deg % 2 ? deg - 1 : deg, top_odd = deg % 2 ? deg : deg - 1;
+  V even = splat<V>(S(kInvFactorial.c[top_even]));
+  V odd = splat<V>(S(kInvFactorial.c[top_odd]));
+#pragma GCC unroll 8
+  for (int k = top_even - 2; k >= 2; k -= 2) even = even * r2 + S(kInvFactorial.c[k]);
+#pragma GCC unroll 8
+  for (int k = top_odd - 2; k >= 3; k -= 2) odd = odd * r2 + S(kInvFactorial.c[k]);
+  em_r = r2 * (even + r * odd) + r;
   // 2^n from the exponent bits; n as an integer is m's bits less magic's (no conversion)
   using IV = typename int_lanes<V>::type;
   const IV ni = (IV)m - (IV)splat<V>(magic);
