@@ -575,8 +575,9 @@ def fit(
                 entry["val_loss"] = v
                 if v < best[0]:
                     best = (v, flat(), epoch + 1)
-            if not bar.disable:  # formatting for a bar that shows nothing costs a tenth of a small epoch
-                bar.set_postfix(loss=f"{total:.3e}", **({"val": f"{entry['val_loss']:.3e}"} if validation else {}))
+            if not bar.disable:  # a hidden bar (no terminal, progress=False): nothing to format
+                shown = {"val": f"{entry['val_loss']:.3e}"} if validation is not None else {}
+                bar.set_postfix(loss=f"{total:.3e}", **shown)
             history.append(entry)
             if writer and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
                 save_checkpoint(checkpoint, state(epoch + 1))
@@ -622,7 +623,7 @@ def _evaluator(model, validation: Objective) -> Callable[[], torch.Tensor]:
 def _validation_loss(evaluate: Optional[Callable[[], torch.Tensor]], n_local: int, n_val: int, params) -> float:
     """The validation loss over all processes' shards (each weighted by its share of the samples; a
     shard without samples has no ``evaluate``)."""
-    if distributed.world()[1] == 1:
+    if distributed.world()[1] == 1 and evaluate is not None:
         return float(evaluate())
     with torch.no_grad():
         local = evaluate().detach().reshape(1) * (n_local / n_val) if n_local else params[0].new_zeros(1)
