@@ -214,6 +214,8 @@ def test_the_validation_evaluator_is_the_loss_at_the_current_weights():
     obj = TrajectoryObjective(*_windows(2, 40, 3, 2), H, "leapfrog").take(slice(0, None, 2))
     assert not obj.P.is_contiguous()
     evaluate = obj.evaluator(net)
+    # NaN-filled allocations after the call is prepared land in memory it freed, if it kept pointers
+    # to copies it no longer holds: then the evaluation reads NaN
     junk = [torch.full_like(x, float("nan")) for x in (obj.t0, obj.p0, obj.q0, obj.P, obj.Q) for _ in range(4)]
     for _ in range(2):
         ref = copy.deepcopy(net)

@@ -225,21 +225,15 @@ class TrajectoryObjective(_Samples):
             loss = loss + scale * ((ep**2).sum() + (eq**2).sum())
         return loss
 
-    def evaluator(self, model) -> Callable[[], Tensor]:
+    def evaluator(self, model) -> Optional[Callable[[], Tensor]]:
         """:meth:`loss` over all windows, without autograd, as a function of nothing, for evaluating the
-        same windows after every epoch (validation): a model with a compiled window loss has its call
-        checked and prepared once (:meth:`hinn.HamiltonianNet.compiled_window_error`)."""
+        same windows after every epoch (validation): the model's compiled window error, its call checked
+        and prepared once (:meth:`hinn.HamiltonianNet.compiled_window_error`); None when the model has
+        none for this scheme or the objective fits its starts (then :meth:`loss` under no_grad is it)."""
         fn = None if self.starts is not None else getattr(model, "compiled_window_error", None)
-        if fn is not None:
-            run = fn(self.scheme, self.t0, self.p0, self.q0, self.P, self.Q, self.h, self._scale(self.P))
-            if run is not None:
-                return run
-
-        def evaluate() -> Tensor:
-            with torch.no_grad():
-                return self.loss(model)
-
-        return evaluate
+        if fn is None:
+            return None
+        return fn(self.scheme, self.t0, self.p0, self.q0, self.P, self.Q, self.h, self._scale(self.P))
 
     def loss_and_grad(self, model, idx: Index = None) -> Optional[Tuple[Tensor, Dict[Tensor, Tensor]]]:
         """The loss of :meth:`loss` and its gradients (every parameter of the model's, and the fitted

@@ -609,9 +609,11 @@ def _restore(st: Dict, model, objective, opt, opt_own, gen: torch.Generator) -> 
 
 def _evaluator(model, validation: Objective) -> Callable[[], torch.Tensor]:
     """The validation loss over this process's shard as a function of nothing: the objective's prepared
-    ``evaluator`` where it has one."""
-    if hasattr(validation, "evaluator"):
-        return validation.evaluator(model)
+    ``evaluator`` where it has one, else its loss under no_grad."""
+    prepared = getattr(validation, "evaluator", None)
+    run = prepared(model) if prepared is not None else None
+    if run is not None:
+        return run
 
     def evaluate() -> torch.Tensor:
         with torch.no_grad():

@@ -842,7 +842,7 @@ EPOCH_FIELDS = ("t", "p", "q", "target_p", "target_q")
 
 class EpochCall:
     """Training epochs in one CPU call each: ``EpochCall(op, theta, data, spec, hr, scale, mask,
-    scheme_args, optimizer, starts, starts_optimizer)(index, bounds, optimizer, starts_optimizer)`` runs
+    scheme_args, optimizer, starts, starts_optimizer, key)(index, bounds, optimizer, starts_optimizer)`` runs
     one. Minibatch b is the samples ``index[bounds[b]:bounds[b + 1]]`` of ``data`` (``t`` (M,), ``p``,
     ``q`` (M, d) and the targets of ``op``: (K, M, d) windows for ``"loss_grad"``, (M, d) for
     ``"derivative_loss"``); each is gathered, its loss (``scale / n`` times the summed squared error of
@@ -859,7 +859,7 @@ class EpochCall:
     the optimizers' step counts (the checks and the argument dictionary cost some 80 µs, 5 % of an epoch
     of the poster's training). ``key`` (:func:`_epoch_key`) says which optimizer settings it holds."""
 
-    def __init__(self, op, theta, data, spec, hr, scale, mask, scheme_args, optimizer, starts, starts_optimizer):
+    def __init__(self, op, theta, data, spec, hr, scale, mask, scheme_args, optimizer, starts, starts_optimizer, key):
         t, p, q, tp, tq = (data[k] for k in EPOCH_FIELDS)
         _check_inputs(op, theta, t, p, q, spec, hr)
         target = (tp.shape[0],) + tuple(p.shape) if op == "loss_grad" else tuple(p.shape)
@@ -882,7 +882,7 @@ class EpochCall:
         self.held = kw  # the tensors whose addresses the arguments hold stay alive with them
         self.desc, self.kw, self.status = _arguments(op, spec, hr, p, t.shape[0], dict(kw))
         self.op, self.scheme = core.OPS[op], kw.get("scheme")
-        self.key = _epoch_key(optimizer, starts, starts_optimizer)
+        self.key = key
 
     def __call__(self, index: Tensor, bounds: Tensor, optimizer: Dict, starts_optimizer: Optional[Dict]) -> Tensor:
         for name, x in (("index", index), ("bounds", bounds)):
@@ -1045,9 +1045,10 @@ class FusedBackend(Backend):
         last: List[EpochCall] = []  # the previous epoch's prepared call: the next reuses it when it can
 
         def run(index: Tensor, bounds: Tensor, optimizer: Dict, starts=None, starts_optimizer=None) -> Tensor:
-            if not last or last[0].key != _epoch_key(optimizer, starts, starts_optimizer):
+            key = _epoch_key(optimizer, starts, starts_optimizer)
+            if not last or last[0].key != key:
                 args = (op, theta, data, spec, hr, scale, mask, scheme_args, optimizer, starts, starts_optimizer)
-                last[:] = [EpochCall(*args)]
+                last[:] = [EpochCall(*args, key)]
             return last[0](index, bounds, optimizer, starts_optimizer)
 
         return run
