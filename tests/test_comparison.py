@@ -132,6 +132,7 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     assert os.path.exists(os.path.join(out, "compare.png"))
     table = open(os.path.join(out, "table.md")).read()
     assert "3.8416e-04" in table and "| hinn |" in table and "authors' procedure" in table
+    assert "noise 0.1; Adam lr 0.001, weight decay 0.0001;" in table
     assert "| hnn |" in capsys.readouterr().out
     # HINN alone, on whole-trajectory windows with fitted starts
     assert main(args + ["--models", "hinn", "--window", "29", "--fit-initial-states"]) == 0
@@ -146,6 +147,31 @@ def test_compare_end_to_end(tmp_path, capsys, monkeypatch):
     assert (pr["network"], pr["width"], pr["depth"], pr["activation"], pr["window"]) == ("resnet", 8, 1, "softplus", 3)
     assert np.isfinite(res["models"]["hinn"]["adaptive_energy_mse"])
     assert "HamiltonianNet 8 x 1 softplus" in open(os.path.join(out, "table.md")).read()
+
+
+def test_compare_training_and_noise_options(monkeypatch):
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def stop(name, out, **kw):
+        seen.update(kw)
+        raise Stop  # the options are all this test reads
+
+    monkeypatch.setattr("hinn.comparison.compare", stop)
+    with pytest.raises(Stop):
+        main(["compare", "spring", "--lr", "2e-3", "--weight-decay", "0", "--noise", "0", "--no-progress"])
+    assert (seen["lr"], seen["weight_decay"], seen["noise"]) == (2e-3, 0.0, 0.0)
+    # noise 0: the observations are the truth
+    data = make_data(replace(PROTOCOLS["spring"], noise=0.0, n_traj=4))
+    assert np.array_equal(data.P, data.P_clean) and np.array_equal(data.Q, data.Q_clean)
+    noisy = make_data(replace(PROTOCOLS["spring"], n_traj=4))
+    assert np.array_equal(noisy.P_clean, data.P_clean) and not np.allclose(noisy.P, data.P)
+    for bad, match in ((dict(lr=0.0), "lr must be"), (dict(weight_decay=-1e-4), "weight_decay must be"),
+                       (dict(noise=float("nan")), "noise must be")):  # fmt: skip
+        with pytest.raises(ValueError, match=match):
+            replace(PROTOCOLS["spring"], **bad)
 
 
 def test_compare_network_choice():

@@ -167,6 +167,9 @@ def _compare(args) -> int:
         k: v
         for k, v in (
             ("steps", args.iterations),
+            ("lr", args.lr),
+            ("weight_decay", args.weight_decay),
+            ("noise", args.noise),
             ("n_traj", args.n_traj),
             ("scheme", args.scheme),
             ("window", args.window),
@@ -306,6 +309,12 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", help="output folder (default runs/compare-SYSTEM)")
     cp.add_argument("--iterations", type=int, help="optimiser steps (protocol default otherwise)")
     cp.add_argument("--seeds", type=int, nargs="+", default=[0], help="data seeds (metrics: mean ± s.e.)")
+    cp.add_argument("--lr", type=float, help="every model's Adam learning rate (protocol default otherwise)")
+    cp.add_argument("--weight-decay", dest="weight_decay", type=float,
+                    help="every model's Adam weight decay (protocol default otherwise)")  # fmt: skip
+    cp.add_argument("--noise", type=float,
+                    help="std of the noise on the observed states (protocol default otherwise; 0: the clean "
+                         "trajectories, against which the published numbers no longer apply)")  # fmt: skip
     cp.add_argument("--n-traj", dest="n_traj", type=int, help="trajectories generated")
     cp.add_argument("--scheme", choices=list(SCHEMES), help="HINN's integrator (default rk4)")
     cp.add_argument("--window", type=int, help="HINN's rollout window K (default 1)")

@@ -97,6 +97,12 @@ class Protocol:
     def __post_init__(self) -> None:
         if self.network not in NETWORKS:
             raise ValueError(f"HINN's network must be one of {', '.join(NETWORKS)}; got {self.network!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"the protocol's lr must be a finite number > 0; got {self.lr}")
+        for name in ("weight_decay", "noise"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"the protocol's {name} must be a finite number >= 0; got {value}")
 
 
 PROTOCOLS = {
@@ -409,7 +415,8 @@ def markdown_table(name: str, results: Dict) -> str:
         net = f"HamiltonianNet {pr['width']} x {pr['depth']} {pr['activation']}"
     starts = ", fitted starts" if pr.get("fit_starts") else ""
     rows = [
-        f"**{name}** (data seeds {', '.join(map(str, seeds))}, {spread}; HINN: {net}, {pr['scheme']}, "
+        f"**{name}** (data seeds {', '.join(map(str, seeds))}, {spread}; noise {pr['noise']:g}; Adam lr "
+        f"{pr['lr']:g}, weight decay {pr['weight_decay']:g}; HINN: {net}, {pr['scheme']}, "
         f"{pr['window']}-step windows{starts})",
         "",
         "| model | test MSE | energy MSE (hinn's procedure) | energy MSE (authors' procedure) "
